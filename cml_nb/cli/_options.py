@@ -1,0 +1,59 @@
+"""Options shared by several verbs (run, sweep)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def parameter_options(func: F) -> F:
+    """``-p NAME VALUE``, ``-y YAML``, ``-f FILE`` and ``--allow-unknown``."""
+    decorators = [
+        click.option(
+            "-p", "--parameter", "parameter_pairs", nargs=2, multiple=True,
+            metavar="NAME VALUE",
+            help="Set a parameter; VALUE is a Python/YAML literal (5, 0.1, true, [1,2], text).",
+        ),
+        click.option(
+            "-y", "--parameters-yaml", "parameter_yaml", multiple=True, metavar="YAML",
+            help="Parameters as a YAML mapping, e.g. -y 'lr: 0.1'.",
+        ),
+        click.option(
+            "-f", "--parameters-file", "parameter_files", multiple=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Parameters from a YAML or JSON file (repeatable; later files win).",
+        ),
+        click.option(
+            "--allow-unknown", is_flag=True,
+            help="Inject parameters the notebook's 'parameters' cell does not declare.",
+        ),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def execution_options(func: F) -> F:
+    """``--kernel``, ``--cwd``, ``--timeout``, ``--keep-going``."""
+    decorators = [
+        click.option("--kernel", "-k", help="Kernel name (default: the notebook's own)."),
+        click.option(
+            "--cwd", type=click.Path(file_okay=False, path_type=Path),
+            help="Working directory of the kernel (default: the notebook's folder).",
+        ),
+        click.option(
+            "--timeout", type=float, metavar="SECONDS",
+            help="Fail a cell that runs longer than this (exit code 124).",
+        ),
+        click.option(
+            "--keep-going", is_flag=True, help="Run every cell even after an error, then fail."
+        ),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func

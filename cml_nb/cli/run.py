@@ -1,0 +1,95 @@
+"""``cml-nb run``: execute a notebook with parameters and record the run."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cml_nb.cli._options import execution_options, parameter_options
+
+
+def _sigterm_as_interrupt() -> None:
+    # CI systems cancel jobs with SIGTERM: treat it like Ctrl-C so outputs get written.
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. embedded use)
+        pass
+
+
+def timing_summary(record: Any, top: int = 5) -> str:
+    """The slowest cells and the total, for the end of the log."""
+    timed = sorted(
+        (c for c in record.cells if c.duration is not None), key=lambda c: c.duration, reverse=True
+    )
+    lines = [f"{record.status}: {len(record.cells)} code cells in {record.duration:.1f} s"]
+    for cell in timed[:top]:
+        lines.append(f"  cell {cell.cell_index:>3}  {cell.duration:8.2f} s")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("notebook", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+    help="Executed notebook path (default runs/<name>/<name>.ipynb); run.json goes beside it.",
+)  # fmt: skip
+@parameter_options
+@execution_options
+@click.option(
+    "--progress/--no-progress", default=None,
+    help="Progress bar (default: on when stderr is a terminal).",
+)  # fmt: skip
+@click.option(
+    "--log-output/--no-log-output", default=None,
+    help="Stream cell output to the log (default: on when stderr is not a terminal, as in CI).",
+)  # fmt: skip
+def command(
+    notebook: Path,
+    output: Path | None,
+    parameter_pairs: tuple[tuple[str, str], ...],
+    parameter_yaml: tuple[str, ...],
+    parameter_files: tuple[Path, ...],
+    allow_unknown: bool,
+    kernel: str | None,
+    cwd: Path | None,
+    timeout: float | None,
+    keep_going: bool,
+    progress: bool | None,
+    log_output: bool | None,
+) -> None:
+    """Execute NOTEBOOK with parameters; write the executed notebook, run.json and metrics.json.
+
+    \b
+    Exit codes: 0 success, 1 a cell failed, 2 bad usage or parameters,
+    3 notebook unreadable, 124 cell timeout, 130 interrupted, 138 kernel died.
+    The executed notebook is written in every case.
+    """
+    from cml_nb import execute, parameters
+
+    values = parameters.collect(parameter_files, parameter_yaml, parameter_pairs)
+    tty = sys.stderr.isatty()
+    _sigterm_as_interrupt()
+    record = execute.run(
+        notebook,
+        output,
+        values,
+        kernel=kernel,
+        cwd=cwd,
+        timeout=timeout,
+        keep_going=keep_going,
+        allow_unknown=allow_unknown,
+        progress_bar=tty if progress is None else progress,
+        log_output=(not tty) if log_output is None else log_output,
+        raise_on_failure=False,
+    )
+    click.echo(timing_summary(record), err=True)
+    click.echo(f"executed notebook: {record.output}", err=True)
+    if not record.succeeded:
+        raise execute.failure_error(record)

@@ -1,0 +1,116 @@
+"""The run record: what one execution of a notebook produced, as ``run.json``.
+
+``RunRecord`` is the typed hand-off between ``execute`` and every later stage
+(report, publish, sweep, history). ``metrics.json`` holds just the flat metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUN_RECORD_NAME = "run.json"
+METRICS_NAME = "metrics.json"
+
+#: Values of ``RunRecord.status``.
+SUCCEEDED, FAILED, TIMEOUT, KERNEL_DIED, INTERRUPTED = (
+    "succeeded",
+    "failed",
+    "timeout",
+    "kernel_died",
+    "interrupted",
+)
+
+
+@dataclass
+class CellError:
+    """The first failing cell: where and what (traceback without ANSI codes)."""
+
+    cell_index: int
+    execution_count: int | None
+    ename: str
+    evalue: str
+    traceback: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CellTiming:
+    """One code cell's execution time in seconds (None when it never ran)."""
+
+    cell_index: int
+    execution_count: int | None
+    duration: float | None
+    status: str
+
+
+@dataclass
+class RunRecord:
+    """Everything about one run except the notebook itself.
+
+    Attributes:
+        notebook: the input notebook path, as given.
+        output: the executed notebook's path.
+        status: ``succeeded``, ``failed``, ``timeout``, ``kernel_died`` or ``interrupted``.
+        parameters: parameters as injected (secret-looking ones masked as ``***``).
+        metrics: last value of each metric the notebook logged.
+        history: stepped metrics, ``{name: [{"step", "value"}]}``.
+        logged_params: parameters the notebook logged with ``log_param``.
+        error: the first failing cell, when the run failed.
+        message: a one-line summary of the failure, when it failed.
+        cells: per code cell timings.
+        duration: total seconds, kernel start included.
+        started_at / finished_at: ISO 8601 UTC timestamps.
+        kernel: the kernel name used.
+        environment: Python, platform, packages, git, GPUs and CI provider.
+    """
+
+    notebook: str
+    output: str
+    status: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    logged_params: dict[str, Any] = field(default_factory=dict)
+    error: CellError | None = None
+    message: str = ""
+    cells: list[CellTiming] = field(default_factory=list)
+    duration: float = 0.0
+    started_at: str = ""
+    finished_at: str = ""
+    kernel: str = ""
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether every cell ran without error."""
+        return self.status == SUCCEEDED
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the format of ``run.json``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """Rebuild a record from ``to_dict`` output (unknown keys ignored)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if known.get("error"):
+            known["error"] = CellError(**known["error"])
+        known["cells"] = [CellTiming(**c) for c in known.get("cells", [])]
+        return cls(**known)
+
+    def write(self, folder: Path) -> Path:
+        """Write ``run.json`` and ``metrics.json`` into ``folder``; returns run.json's path."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / RUN_RECORD_NAME
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        (folder / METRICS_NAME).write_text(json.dumps(self.metrics, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> RunRecord:
+        """Read a ``run.json`` (or the folder holding one)."""
+        if path.is_dir():
+            path = path / RUN_RECORD_NAME
+        return cls.from_dict(json.loads(path.read_text()))

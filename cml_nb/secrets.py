@@ -1,0 +1,91 @@
+"""Find and mask credentials in text: known token formats and known secret values.
+
+Used by every stage that writes something a person may read: the executed
+notebook, logs, reports, comments, errors. Known values come from parameters and
+environment variables whose names look secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MASK = "***"
+
+_SECRET_NAME = re.compile(
+    r"(token|passw(or)?d|secret|credential|private|api[_-]?key|access[_-]?key|(^|_)key$|^key|auth)",
+    re.IGNORECASE,
+)
+
+#: Credential formats that are secret wherever they appear.
+TOKEN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p)
+    for p in (
+        r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",  # GitHub classic and app tokens
+        r"\bgithub_pat_[A-Za-z0-9_]{22,}\b",  # GitHub fine-grained tokens
+        r"\bgl(pat|dt|rt|cbt|ptt|ft|imt|oas|agent|soat)-[A-Za-z0-9_\-]{20,}",  # GitLab tokens
+        r"\b(AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b",  # AWS access key ids
+        r"(?i)(?<=secret_access_key)(['\"]?\s*[:=]\s*['\"]?)[A-Za-z0-9/+=]{40}",  # AWS secrets
+        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack tokens
+        r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",  # Slack webhooks
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+    )
+)
+
+_MIN_VALUE_LENGTH = 6  # shorter "secrets" (e.g. "true") would mask ordinary words
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a parameter or variable name suggests a credential."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def secret_env_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """Values of environment variables whose names look secret."""
+    env = os.environ if env is None else env
+    return [v for k, v in env.items() if looks_secret(k) and len(v) >= _MIN_VALUE_LENGTH]
+
+
+class Scrubber:
+    """Replaces credentials in strings and nested JSON-like data with ``***``."""
+
+    def __init__(self, values: Iterable[str] = (), *, include_env: bool = True) -> None:
+        known = {str(v) for v in values if v is not None and len(str(v)) >= _MIN_VALUE_LENGTH}
+        if include_env:
+            known.update(secret_env_values())
+        # Longest first, so a value that contains another is masked whole.
+        self._values = sorted(known, key=len, reverse=True)
+
+    def add(self, *values: str) -> None:
+        """Mask these values too."""
+        new = {v for v in values if v and len(v) >= _MIN_VALUE_LENGTH}
+        self._values = sorted(set(self._values) | new, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every known value and token pattern masked."""
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, MASK)
+        for pattern in TOKEN_PATTERNS:
+            if pattern.groups and pattern.pattern.startswith("(?i)(?<="):
+                text = pattern.sub(lambda m: m.group(1) + MASK, text)
+            else:
+                text = pattern.sub(MASK, text)
+        return text
+
+    def scrub_data(self, data: Any) -> Any:
+        """A copy of JSON-like ``data`` with every string scrubbed."""
+        if isinstance(data, str):
+            return self.scrub(data)
+        if isinstance(data, Mapping):
+            return {k: self.scrub_data(v) for k, v in data.items()}
+        if isinstance(data, list | tuple):
+            return [self.scrub_data(v) for v in data]
+        return data
+
+
+def mask_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters with secret-looking names shown as ``***``."""
+    return {k: (MASK if looks_secret(k) else v) for k, v in parameters.items()}
