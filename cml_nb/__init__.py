@@ -31,3 +31,14 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     return getattr(importlib.import_module(module_name), name)
+
+
+# Jupyter entry points: small functions, so that importing cml_nb stays cheap; the
+# server extension's handlers load only when jupyter_server calls the loader.
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "cml_nb.jupyter"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    # Used by ``jupyter-builder develop``; wheels ship the build under share/jupyter.
+    return [{"src": "labextension", "dest": "cml-nb"}]
