@@ -50,7 +50,9 @@ def read_file_table(start: Path | None = None) -> dict[str, Any]:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc}): fix it or remove [tool.cml-nb]") from exc
+        raise ConfigError(
+            f"{path} is not valid TOML ({exc}): fix it or remove [tool.cml-nb]"
+        ) from exc
     table = data.get("tool", {}).get("cml-nb", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.cml-nb] must be a table")

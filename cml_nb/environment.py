@@ -19,7 +19,9 @@ KEY_PACKAGES = (
 
 def _run(args: list[str], cwd: Path | None = None) -> str | None:
     try:
-        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run(
+            args, cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None

@@ -89,9 +89,7 @@ class MissingDependencyError(UsageError):
     """An optional part is used without its extra installed."""
 
     def __init__(self, feature: str, extra: str, module: str) -> None:
-        super().__init__(
-            f"{feature} needs the '{module}' package: pip install 'cml-nb[{extra}]'"
-        )
+        super().__init__(f"{feature} needs the '{module}' package: pip install 'cml-nb[{extra}]'")
         self.feature, self.extra, self.module = feature, extra, module
 
 

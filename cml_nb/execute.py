@@ -12,12 +12,14 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cml_nb import environment, parameters as params_mod
+from cml_nb import environment
+from cml_nb import parameters as params_mod
 from cml_nb.errors import (
     CellTimeoutError,
     KernelDiedError,
@@ -94,7 +96,7 @@ def load_notebook(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise NotebookReadError(f"cannot read {path}: {exc}") from exc
     try:
-        nb = nbformat.reads(text, as_version=4)
+        nb = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
     except nbformat.reader.NotJSONError as exc:
         raise NotebookReadError(f"{path} is not valid JSON: is it a notebook (.ipynb)?") from exc
     except Exception as exc:  # nbformat raises several unrelated types for non-notebooks
@@ -210,7 +212,9 @@ def _cell_timings(nb: Any) -> list[CellTiming]:
             continue
         meta = cell.get("metadata", {}).get("papermill", {})
         timings.append(
-            CellTiming(index, cell.get("execution_count"), meta.get("duration"), meta.get("status", ""))
+            CellTiming(
+                index, cell.get("execution_count"), meta.get("duration"), meta.get("status", "")
+            )
         )
     return timings
 
@@ -251,7 +255,7 @@ def _write_notebook(nb: Any, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(nbformat.writes(nb), encoding="utf-8")
+    tmp.write_text(nbformat.writes(nb), encoding="utf-8")  # type: ignore[no-untyped-call]
     tmp.replace(path)
 
 
@@ -274,6 +278,7 @@ def run(
     log_output: bool = False,
     hooks: list[Hook] | None = None,
     raise_on_failure: bool = True,
+    km: Any = None,
 ) -> RunRecord:
     """Execute ``notebook`` with ``parameters``; write the executed notebook and run record.
 
@@ -292,6 +297,8 @@ def run(
         log_output: stream cell output to the log as it arrives (for CI logs).
         hooks: callables told of each cell's start and completion.
         raise_on_failure: raise a ``NotebookExecutionError`` subclass when the run fails.
+        km: a kernel manager whose kernel is already starting (sweeps start kernels
+            ahead); the caller shuts it down. None starts a fresh kernel here.
 
     Returns:
         The run record (also written as ``run.json``).
@@ -305,6 +312,9 @@ def run(
     if injected and params_mod.find_parameters_cell(nb) is None:
         log.warning("%s has no cell tagged 'parameters': injecting parameters at the top", source)
     scrubber = Scrubber(str(v) for k, v in injected.items() if looks_secret(k))
+    # git and nvidia-smi take a while: probe them while the notebook runs.
+    probe = ThreadPoolExecutor(max_workers=1)
+    environment_future = probe.submit(environment.describe, source.parent)
 
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
@@ -315,7 +325,7 @@ def run(
     _register_engine()
     session = _Session(hooks=list(hooks or []))
     handler = _stream_cell_output(scrubber) if log_output else None
-    status, failure, message = SUCCEEDED, None, ""
+    status, message = SUCCEEDED, ""
     try:
         papermill.execute_notebook(
             nb,
@@ -330,6 +340,7 @@ def run(
             execution_timeout=timeout,
             allow_errors=keep_going,
             cml_nb_session=session,
+            km=km,
         )
     except NoSuchKernel as exc:
         raise KernelNotFoundError(
@@ -386,8 +397,9 @@ def run(
         started_at=started,
         finished_at=_now(),
         kernel=kernel or executed.metadata.get("kernelspec", {}).get("name", ""),
-        environment=environment.describe(source.parent),
+        environment=environment_future.result(),
     )
+    probe.shutdown()
     record.write(out_path.parent)
     if raise_on_failure and not record.succeeded:
         raise failure_error(record)

@@ -28,7 +28,9 @@ def _clean(value: Any) -> Scalar:
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"metric values must be numbers or strings, not {type(value).__name__}") from exc
+        raise TypeError(
+            f"metric values must be numbers or strings, not {type(value).__name__}"
+        ) from exc
     return number if math.isfinite(number) else None
 
 
@@ -42,11 +44,13 @@ def _emit(payload: dict[str, Any], text: str) -> None:
     if get_ipython() is None:
         print(text)
         return
-    display({"text/plain": text, METRICS_MIME: payload}, raw=True)
+    display({"text/plain": text, METRICS_MIME: payload}, raw=True)  # type: ignore[no-untyped-call]
 
 
 def _format(values: Mapping[str, Scalar]) -> str:
-    return ", ".join(f"{k} = {v:.6g}" if isinstance(v, float) else f"{k} = {v}" for k, v in values.items())
+    return ", ".join(
+        f"{k} = {v:.6g}" if isinstance(v, float) else f"{k} = {v}" for k, v in values.items()
+    )
 
 
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:

@@ -40,7 +40,9 @@ def _mapping(data: Any, source: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ParameterError(f"{source} must hold a mapping of name: value, not {type(data).__name__}")
+        raise ParameterError(
+            f"{source} must hold a mapping of name: value, not {type(data).__name__}"
+        )
     return {str(k): v for k, v in data.items()}
 
 
@@ -112,7 +114,9 @@ def declared(nb: Mapping[str, Any]) -> dict[str, Declared] | None:
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
-        raise ParameterError(f"the parameters cell (cell {index}) is not valid Python: {exc.msg}") from exc
+        raise ParameterError(
+            f"the parameters cell (cell {index}) is not valid Python: {exc.msg}"
+        ) from exc
     found: dict[str, Declared] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign):

@@ -31,9 +31,11 @@ class VerbGroup(click.Group):
     """A group whose commands live in sibling modules, imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every verb module's name, without importing it."""
         return _verbs()
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import the verb's module on first use."""
         if cmd_name not in _verbs():
             return None
         module = importlib.import_module(f"{__name__}.{cmd_name.replace('-', '_')}")
@@ -41,6 +43,7 @@ class VerbGroup(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the verb; a CmlNbError becomes one line and its exit code."""
         try:
             return super().invoke(ctx)
         except CmlNbError as error:
@@ -66,7 +69,9 @@ def main(ctx: click.Context, verbose: int) -> None:
     [tool.cml-nb] in pyproject.toml, then CML_NB_* variables, then flags.
     """
     from cml_nb import config
+    from cml_nb._imports import skip_unused_format_checkers
 
+    skip_unused_format_checkers()
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -17,10 +18,8 @@ def _sigterm_as_interrupt() -> None:
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    try:
+    with contextlib.suppress(ValueError):  # not the main thread (e.g. embedded use)
         signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. embedded use)
-        pass
 
 
 def timing_summary(record: Any, top: int = 5) -> str:
@@ -34,7 +33,7 @@ def timing_summary(record: Any, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command("run")
 @click.argument("notebook", type=click.Path(path_type=Path))
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),

@@ -1,0 +1,63 @@
+"""Every command has help, `--help` stays light, and the README mentions every command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from cml_nb.cli import VerbGroup, main
+
+ROOT = Path(__file__).parent.parent
+
+
+def _commands(
+    group: click.Group, ctx: click.Context, prefix: str = ""
+) -> list[tuple[str, click.Command]]:
+    found = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        found.append((prefix + name, command))
+        if isinstance(command, click.Group):
+            found += _commands(command, ctx, prefix + name + " ")
+    return found
+
+
+ALL = _commands(main, click.Context(main))
+
+
+@pytest.mark.parametrize(("name", "command"), ALL, ids=[n for n, _ in ALL])
+def test_every_command_has_help(name: str, command: click.Command) -> None:
+    assert command.help, f"{name} has no help text"
+    result = CliRunner().invoke(main, [*name.split(), "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+@pytest.mark.parametrize(("name", "command"), ALL, ids=[n for n, _ in ALL])
+def test_readme_mentions_every_command(name: str, command: click.Command) -> None:
+    docs = (ROOT / "README.md").read_text() + "".join(
+        p.read_text() for p in (ROOT / "docs").glob("*.md")
+    )
+    assert f"cml-nb {name}" in docs
+
+
+def test_help_imports_no_heavy_module() -> None:
+    code = (
+        "import sys; from cml_nb.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'papermill', 'nbformat', 'github', 'gitlab', 'boto3', 'matplotlib', 'yaml', 'dask'}\n"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_unknown_command_lists_known_ones() -> None:
+    result = CliRunner().invoke(main, ["frobnicate"])
+    assert result.exit_code == 2 and "No such command" in result.output
+    assert isinstance(main, VerbGroup)
