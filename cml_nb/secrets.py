@@ -15,11 +15,11 @@ from typing import Any
 MASK = "***"
 
 _SECRET_NAME = re.compile(
-    r"(token|passw(or)?d|secret|credential|private|api[_-]?key|access[_-]?key|(^|_)key$|^key|auth)",
+    r"(token|passw(or)?d|secret|credential|private|api[_-]?key|access[_-]?key|(^|_)key(s)?($|_)|auth)",
     re.IGNORECASE,
 )
 
-#: Credential formats that are secret wherever they appear.
+#: Credential formats that are secret wherever they appear (only the ``secret`` group, if any).
 TOKEN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p)
     for p in (
@@ -27,7 +27,7 @@ TOKEN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"\bgithub_pat_[A-Za-z0-9_]{22,}\b",  # GitHub fine-grained tokens
         r"\bgl(pat|dt|rt|cbt|ptt|ft|imt|oas|agent|soat)-[A-Za-z0-9_\-]{20,}",  # GitLab tokens
         r"\b(AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b",  # AWS access key ids
-        r"(?i)(?<=secret_access_key)(['\"]?\s*[:=]\s*['\"]?)[A-Za-z0-9/+=]{40}",  # AWS secrets
+        r"(?i)secret_access_key['\"]?\s*[:=]\s*['\"]?(?P<secret>[A-Za-z0-9/+=]{40})",  # AWS
         r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack tokens
         r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",  # Slack webhooks
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
@@ -46,6 +46,14 @@ def secret_env_values(env: Mapping[str, str] | None = None) -> list[str]:
     """Values of environment variables whose names look secret."""
     env = os.environ if env is None else env
     return [v for k, v in env.items() if looks_secret(k) and len(v) >= _MIN_VALUE_LENGTH]
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    if "secret" not in match.re.groupindex:
+        return MASK
+    start, end = match.span("secret")
+    whole = match.group(0)
+    return whole[: start - match.start()] + MASK + whole[end - match.start() :]
 
 
 class Scrubber:
@@ -69,10 +77,7 @@ class Scrubber:
             if value in text:
                 text = text.replace(value, MASK)
         for pattern in TOKEN_PATTERNS:
-            if pattern.groups and pattern.pattern.startswith("(?i)(?<="):
-                text = pattern.sub(lambda m: m.group(1) + MASK, text)
-            else:
-                text = pattern.sub(MASK, text)
+            text = pattern.sub(_mask_match, text)
         return text
 
     def scrub_data(self, data: Any) -> Any:
