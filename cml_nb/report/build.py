@@ -1,0 +1,317 @@
+"""Executed notebook(s) and run records to a :class:`Report`.
+
+Notebooks are read with ``json`` and a few structural checks rather than
+nbformat's full schema validation: the report path stays fast and light (no
+jsonschema, no nbconvert, no Jinja), and a notebook that Jupyter opens is
+reported even when its metadata is slightly off-schema.
+
+Cell visibility follows Jupyter Book's tags (``remove-cell``, ``remove-input``,
+``remove-output``, ``hide-input``, ``hide-output``) and Jupyter's
+``jupyter.source_hidden`` / ``jupyter.outputs_hidden`` metadata.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cml_nb.errors import NotebookReadError
+from cml_nb.metrics import read_metrics
+from cml_nb.records import RUN_RECORD_NAME, SUCCEEDED, RunRecord
+from cml_nb.report.model import (
+    Block,
+    CodeBlock,
+    DetailsBlock,
+    ErrorSummary,
+    MarkdownBlock,
+    NoteBlock,
+    Report,
+)
+from cml_nb.report.outputs import joined, output_blocks, strip_ansi
+from cml_nb.report.redact import make_scrubber, redact_report
+
+ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill's banner cells: the header says it
+NotebookLike = Path | str | Mapping[str, Any]
+
+
+def read_notebook(path: Path) -> dict[str, Any]:
+    """A notebook as plain JSON, after the checks the report needs.
+
+    Raises:
+        NotebookReadError: the file is missing, not JSON, or not a v4 notebook.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotebookReadError(f"notebook not found: {path}: check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotebookReadError(f"cannot read {path}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotebookReadError(
+            f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}): is it a notebook (.ipynb)?"
+        ) from None
+    check_notebook(data, str(path))
+    return data  # type: ignore[no-any-return]
+
+
+def check_notebook(data: Any, label: str) -> None:
+    """Fail with a clear message unless ``data`` looks like an nbformat 4 notebook."""
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise NotebookReadError(f"{label} is not a Jupyter notebook: it has no list of 'cells'")
+    if data.get("nbformat", 4) != 4:
+        raise NotebookReadError(
+            f"{label} is nbformat {data.get('nbformat')}: convert it to version 4 "
+            "(jupyter nbconvert --to notebook --nbformat 4)"
+        )
+
+
+def _record_beside(path: Path) -> RunRecord | None:
+    """The run.json ``cml-nb run`` wrote beside this executed notebook, if it is this one's."""
+    candidate = path.parent / RUN_RECORD_NAME
+    if not candidate.is_file():
+        return None
+    try:
+        record = RunRecord.read(candidate)
+    except (OSError, ValueError, TypeError):
+        return None
+    return record if Path(record.output).name == path.name else None
+
+
+def _first_error(nb: Mapping[str, Any]) -> ErrorSummary | None:
+    for index, cell in enumerate(nb.get("cells", ())):
+        if ERROR_MARKER_TAG in cell.get("metadata", {}).get("tags", ()):
+            continue
+        for output in cell.get("outputs", ()) or ():
+            if output.get("output_type") != "error":
+                continue
+            if output.get("ename") == "SystemExit" and output.get("evalue") in ("", "0", "None"):
+                continue
+            return ErrorSummary(
+                index,
+                cell.get("execution_count"),
+                strip_ansi(str(output.get("ename", ""))),
+                strip_ansi(str(output.get("evalue", ""))),
+                [strip_ansi(line) for line in output.get("traceback") or []],
+            )
+    return None
+
+
+def runner_description(environment: Mapping[str, Any]) -> str | None:
+    """``2 × NVIDIA A100 · Linux-… · Python 3.11.7 · github``, from a record's environment."""
+    parts: list[str] = []
+    gpus = environment.get("gpus") or []
+    if gpus:
+        names = [str(g.get("name", "GPU")) for g in gpus]
+        parts.append(names[0] if len(names) == 1 else f"{len(names)} × {names[0]}")
+    if environment.get("platform"):
+        parts.append(str(environment["platform"]))
+    if environment.get("python"):
+        parts.append(f"Python {environment['python']}")
+    if environment.get("ci"):
+        parts.append(f"CI: {environment['ci']}")
+    return " · ".join(parts) or None
+
+
+@dataclass
+class _Facts:
+    """The header facts of one notebook."""
+
+    label: str
+    status: str
+    parameters: dict[str, Any]
+    metrics: dict[str, Any]
+    duration: float | None
+    commit: str | None
+    runner: str | None
+    error: ErrorSummary | None
+
+
+def _facts(nb: Mapping[str, Any], record: RunRecord | None, label: str) -> _Facts:
+    if record is not None:
+        error = None
+        if record.error is not None:
+            e = record.error
+            error = ErrorSummary(
+                e.cell_index, e.execution_count, e.ename, e.evalue, list(e.traceback)
+            )
+        git = record.environment.get("git") or {}
+        return _Facts(
+            label,
+            record.status,
+            dict(record.parameters),
+            dict(record.metrics),
+            record.duration,
+            git.get("commit"),
+            runner_description(record.environment),
+            error,
+        )
+    papermill = nb.get("metadata", {}).get("papermill", {}) or {}
+    error = _first_error(nb)
+    executed = any(c.get("execution_count") for c in nb.get("cells", ()))
+    status = "failed" if error is not None else (SUCCEEDED if executed else "unknown")
+    duration = papermill.get("duration")
+    return _Facts(
+        label,
+        status,
+        dict(papermill.get("parameters") or {}),
+        read_metrics(nb)["metrics"],
+        float(duration) if isinstance(duration, int | float) else None,
+        None,
+        None,
+        error,
+    )
+
+
+def _attachments(cell: Mapping[str, Any], report: Report) -> tuple[str, list[str]]:
+    """Markdown text with ``attachment:x.png`` links pointing at stored assets."""
+    text = joined(cell.get("source"))
+    names: list[str] = []
+    for filename, bundle in (cell.get("attachments") or {}).items():
+        for mime, payload in (bundle or {}).items():
+            if not mime.startswith("image/"):
+                continue
+            try:
+                raw = (
+                    joined(payload).encode()
+                    if mime == "image/svg+xml"
+                    else base64.b64decode(joined(payload))
+                )
+            except (binascii.Error, ValueError):
+                continue
+            asset = report.add_asset(raw, mime)
+            text = text.replace(f"attachment:{filename}", f"assets/{asset.name}")
+            names.append(asset.name)
+            break
+    return text, names
+
+
+def _cell_blocks(
+    nb: Mapping[str, Any], report: Report, *, show_code: bool, max_table_rows: int
+) -> list[Block]:
+    language = str(nb.get("metadata", {}).get("language_info", {}).get("name", "python"))
+
+    def add_asset(data: bytes, mime: str) -> str:
+        return report.add_asset(data, mime).name
+
+    blocks: list[Block] = []
+    for index, cell in enumerate(nb.get("cells", ())):
+        meta = cell.get("metadata", {}) or {}
+        tags = set(meta.get("tags", ()) or ())
+        if "remove-cell" in tags or ERROR_MARKER_TAG in tags:
+            continue
+        kind = cell.get("cell_type")
+        if kind == "markdown":
+            text, names = _attachments(cell, report)
+            if text.strip():
+                blocks.append(MarkdownBlock(text.strip(), names, cell=index, role="markdown"))
+            continue
+        if kind != "code":
+            continue  # raw cells target other converters
+        jupyter = meta.get("jupyter", {}) or {}
+        source = joined(cell.get("source"))
+        if show_code and "remove-input" not in tags and source.strip():
+            collapsed = "hide-input" in tags or bool(jupyter.get("source_hidden"))
+            blocks.append(CodeBlock(source, language, collapsed, cell=index, role="code"))
+        if "remove-output" in tags:
+            continue
+        outputs = output_blocks(
+            cell.get("outputs") or (), index, add_asset, max_rows=max_table_rows
+        )
+        if outputs and ("hide-output" in tags or jupyter.get("outputs_hidden")):
+            outputs = [DetailsBlock(f"Output of cell {index}", outputs, cell=index)]
+        blocks.extend(outputs)
+    return blocks
+
+
+def _load(item: NotebookLike, index: int) -> tuple[Mapping[str, Any], Path | None, str]:
+    if isinstance(item, str | Path):
+        path = Path(item)
+        return read_notebook(path), path, str(path)
+    check_notebook(item, f"notebook {index + 1}")
+    label = str(item.get("metadata", {}).get("papermill", {}).get("output_path") or "")
+    return item, None, label or f"notebook {index + 1}"
+
+
+def _worst(statuses: Iterable[str]) -> str:
+    found = list(statuses)
+    failing = [s for s in found if s not in (SUCCEEDED, "unknown")]
+    if failing:
+        return failing[0]
+    return SUCCEEDED if SUCCEEDED in found else "unknown"
+
+
+def build_report(
+    notebooks: Sequence[Path | str | Mapping[str, Any]],
+    *,
+    records: Sequence[RunRecord | None] | None = None,
+    title: str | None = None,
+    show_code: bool = False,
+    max_table_rows: int = 20,
+    secrets: Iterable[str] = (),
+) -> Report:
+    """Build the report of one or more executed notebooks.
+
+    Args:
+        notebooks: paths to executed notebooks, or notebooks already in memory
+            (``NotebookNode`` or plain dicts).
+        records: the run record of each notebook; when None, the ``run.json``
+            beside each notebook file is used if it describes that notebook, else
+            the facts are read from the notebook itself.
+        title: the heading (default: ``Report: <notebook>``).
+        show_code: show code cells (``hide-input`` ones collapsed).
+        max_table_rows: rows of a DataFrame kept before truncating with a note.
+        secrets: extra values to mask, besides token formats and secret-looking
+            environment variables.
+
+    Returns:
+        The report, with every credential masked.
+
+    Raises:
+        NotebookReadError: a notebook is missing or not a notebook.
+    """
+    if not notebooks:
+        raise NotebookReadError("no notebook given: pass at least one executed notebook")
+    if records is not None and len(records) != len(notebooks):
+        raise ValueError("records must have one entry per notebook")
+    report = Report(title=title or "")
+    facts: list[_Facts] = []
+    bodies: list[list[Block]] = []
+    for index, item in enumerate(notebooks):
+        nb, path, label = _load(item, index)
+        record = records[index] if records is not None else None
+        if record is None and path is not None and records is None:
+            record = _record_beside(path)
+        facts.append(_facts(nb, record, label))
+        bodies.append(_cell_blocks(nb, report, show_code=show_code, max_table_rows=max_table_rows))
+
+    first = facts[0]
+    report.notebook = ", ".join(f.label for f in facts)
+    report.status = _worst(f.status for f in facts)
+    report.commit = first.commit
+    report.runner = first.runner
+    report.error = next((f.error for f in facts if f.error is not None), None)
+    if len(facts) == 1:
+        report.parameters, report.metrics = first.parameters, first.metrics
+        report.duration = first.duration
+        report.blocks = bodies[0]
+    else:
+        report.duration = sum(f.duration or 0.0 for f in facts)
+        for f, body in zip(facts, bodies, strict=True):
+            stem = Path(f.label).stem
+            report.metrics.update({f"{stem}/{k}": v for k, v in f.metrics.items()})
+            report.parameters.update({f"{stem}/{k}": v for k, v in f.parameters.items()})
+            report.blocks.append(MarkdownBlock(f"## {f.label}", role="markdown"))
+            if f.status != SUCCEEDED:
+                report.blocks.append(NoteBlock(f"This notebook's run {f.status}.", "warning"))
+            report.blocks.extend(body)
+    report.title = (
+        title or f"Report: {Path(first.label).name if len(facts) == 1 else report.notebook}"
+    )
+    return redact_report(report, make_scrubber(secrets))
