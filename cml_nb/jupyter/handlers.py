@@ -1,0 +1,141 @@
+"""REST handlers of the cml-nb jupyter_server extension.
+
+Routes, under the server's ``base_url``:
+
+* ``GET /cml-nb/preview?path=NB`` -> ``{"path", "markdown", "html"}``
+* ``GET /cml-nb/target?path=NB[&forge=..&target=..]`` -> where Post would publish
+* ``POST /cml-nb/post`` with ``{"path": NB, "forge"?, "target"?, "storage"?, "marker"?}``
+  -> ``{"url", "target"}``
+
+All of them need Jupyter's authentication. ``NB`` is relative to the server's root
+and may not leave it. Failures answer JSON ``{"message", "error"}`` with the
+``CmlNbError``'s one-line message, scrubbed of secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from cml_nb import errors
+from cml_nb.jupyter import actions
+
+T = TypeVar("T")
+
+#: CmlNbError class -> HTTP status; the first match in this order wins.
+_STATUS: tuple[tuple[type[errors.CmlNbError], int], ...] = (
+    (errors.TargetNotFoundError, 404),
+    (errors.ForgeAuthError, 424),  # not 401/403: those mean Jupyter's own auth failed
+    (errors.ForgeError, 502),
+    (errors.StorageError, 502),
+    (errors.NotebookReadError, 422),
+    (errors.UsageError, 400),
+)
+
+
+def status_for(error: errors.CmlNbError) -> int:
+    """The HTTP status that reports ``error``."""
+    for cls, status in _STATUS:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+class _CmlNbHandler(APIHandler):
+    """Resolves notebook paths inside the root and turns CmlNbError into JSON."""
+
+    def notebook(self, path: str | None) -> Path:
+        """The file for ``path`` (relative to the server root), refusing escapes."""
+        if not path:
+            raise tornado.web.HTTPError(400, "missing 'path': pass the notebook's path")
+        root = Path(self.contents_manager.root_dir).resolve()
+        full = (root / path.lstrip("/")).resolve()
+        if not full.is_relative_to(root):
+            raise tornado.web.HTTPError(
+                403, f"{path} is outside the server's root: open a notebook under it"
+            )
+        if full.suffix != ".ipynb":
+            raise tornado.web.HTTPError(400, f"{path} is not a notebook (.ipynb)")
+        if not full.is_file():
+            raise tornado.web.HTTPError(404, f"{path} does not exist: save the notebook first")
+        return full
+
+    async def call(self, func: Callable[..., T], *args: Any) -> T | None:
+        """Run a blocking action in a thread; on CmlNbError answer JSON and return None."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, functools.partial(func, *args))
+        except errors.CmlNbError as error:
+            self.set_status(status_for(error))
+            message = actions.scrub(str(error))
+            self.log.warning("cml-nb: %s", message)
+            self.finish(json.dumps({"message": message, "error": type(error).__name__}))
+            return None
+
+    def overrides(self, source: dict[str, Any]) -> dict[str, str]:
+        """The settings a request may override (forge, target, storage, marker)."""
+        return {k: str(source[k]) for k in actions.SETTING_KEYS if source.get(k)}
+
+
+class PreviewHandler(_CmlNbHandler):
+    """The report of a saved notebook, as Markdown and sanitized HTML."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Build the report from the notebook's saved outputs."""
+        notebook = self.notebook(self.get_query_argument("path", None))
+        result = await self.call(actions.preview, notebook)
+        if result is not None:
+            self.finish(json.dumps({"path": self.get_query_argument("path"), **result}))
+
+
+class TargetHandler(_CmlNbHandler):
+    """Where Post would publish, for the confirmation dialog."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Describe the forge, repository and pull request or commit."""
+        notebook = self.notebook(self.get_query_argument("path", None))
+        query = {k: self.get_query_argument(k, "") for k in actions.SETTING_KEYS}
+        result = await self.call(actions.describe_target, notebook, self.overrides(query))
+        if result is not None:
+            self.finish(json.dumps(result))
+
+
+class PostHandler(_CmlNbHandler):
+    """Publish the report through the same code as ``cml-nb publish``."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """Post the saved notebook's report; answer the comment's URL."""
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except json.JSONDecodeError as exc:
+            raise tornado.web.HTTPError(400, f"the body is not JSON ({exc.msg})") from exc
+        if not isinstance(body, dict):
+            raise tornado.web.HTTPError(400, 'the body must be a JSON object: {"path": ...}')
+        notebook = self.notebook(body.get("path"))
+        result = await self.call(actions.post, notebook, self.overrides(body))
+        if result is not None:
+            self.finish(json.dumps(result))
+
+
+def setup_handlers(web_app: Any) -> None:
+    """Add the cml-nb routes to a jupyter_server web application."""
+    base_url = web_app.settings["base_url"]
+    routes: list[tuple[str, type[APIHandler]]] = [
+        ("preview", PreviewHandler),
+        ("target", TargetHandler),
+        ("post", PostHandler),
+    ]
+    web_app.add_handlers(
+        ".*$", [(url_path_join(base_url, "cml-nb", name), cls) for name, cls in routes]
+    )

@@ -1,0 +1,127 @@
+"""The jupyter_server extension's REST API, through a real server (pytest-jupyter's jp_fetch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from tornado.httpclient import HTTPClientError
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, Any]:
+    # allow_unauthenticated_access=False: any handler without auth decorators would 403.
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"cml_nb": True},
+            "allow_unauthenticated_access": False,
+        }
+    }
+
+
+def executed_notebook() -> nbformat.NotebookNode:
+    """A small notebook as saved after running: a heading, printed output, a metric."""
+    code = new_code_cell("print('accuracy is high')", execution_count=1)
+    code.outputs = [new_output("stream", name="stdout", text="accuracy is high\n")]
+    nb = new_notebook(
+        cells=[new_markdown_cell("# Churn model\n\nTrained on the demo data."), code],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
+    return nb
+
+
+@pytest.fixture
+def demo(jp_root_dir: Path) -> str:
+    nbformat.write(executed_notebook(), jp_root_dir / "demo.ipynb")
+    return "demo.ipynb"
+
+
+async def fetch_error(jp_fetch: Any, *parts: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_fetch(*parts, **kwargs)
+    body = caught.value.response.body if caught.value.response is not None else b""
+    return caught.value.code, (json.loads(body) if body else {})
+
+
+async def test_preview_builds_the_report_from_saved_outputs(jp_fetch: Any, demo: str) -> None:
+    response = await jp_fetch("cml-nb", "preview", params={"path": demo})
+    assert response.code == 200
+    data = json.loads(response.body)
+    assert data["path"] == demo
+    assert "Churn model" in data["markdown"]
+    assert "accuracy is high" in data["markdown"]
+    assert "Churn model" in data["html"] and "accuracy is high" in data["html"]
+    assert "<script" not in data["html"].lower()
+
+
+async def test_preview_html_is_sanitized(jp_fetch: Any, jp_root_dir: Path) -> None:
+    nb = executed_notebook()
+    nb.cells.append(new_markdown_cell('<script>alert(1)</script><img src=x onerror="alert(2)">'))
+    nbformat.write(nb, jp_root_dir / "hostile.ipynb")
+    response = await jp_fetch("cml-nb", "preview", params={"path": "hostile.ipynb"})
+    html = json.loads(response.body)["html"].lower()
+    assert "<script" not in html and "onerror" not in html
+
+
+async def test_preview_of_a_subfolder_notebook(jp_fetch: Any, jp_root_dir: Path) -> None:
+    (jp_root_dir / "sub").mkdir()
+    nbformat.write(executed_notebook(), jp_root_dir / "sub" / "n.ipynb")
+    response = await jp_fetch("cml-nb", "preview", params={"path": "sub/n.ipynb"})
+    assert "Churn model" in json.loads(response.body)["markdown"]
+
+
+@pytest.mark.parametrize("method", ["GET preview", "GET target", "POST post"])
+async def test_every_route_requires_jupyter_auth(jp_fetch: Any, demo: str, method: str) -> None:
+    verb, route = method.split()
+    kwargs: dict[str, Any] = {"headers": {"Authorization": ""}}
+    if verb == "POST":
+        kwargs.update(method="POST", body=json.dumps({"path": demo}))
+    else:
+        kwargs["params"] = {"path": demo}
+    code, _ = await fetch_error(jp_fetch, "cml-nb", route, **kwargs)
+    assert code == 403
+
+
+@pytest.mark.parametrize("escape", ["../outside.ipynb", "sub/../../outside.ipynb", "link.ipynb"])
+async def test_paths_outside_the_root_are_refused(
+    jp_fetch: Any, jp_root_dir: Path, escape: str
+) -> None:
+    outside = jp_root_dir.parent / "outside.ipynb"
+    nbformat.write(executed_notebook(), outside)
+    (jp_root_dir / "sub").mkdir()
+    (jp_root_dir / "link.ipynb").symlink_to(outside)
+    code, body = await fetch_error(jp_fetch, "cml-nb", "preview", params={"path": escape})
+    assert code == 403
+    assert "outside the server's root" in body["message"]
+    code, _ = await fetch_error(
+        jp_fetch, "cml-nb", "post", method="POST", body=json.dumps({"path": escape})
+    )
+    assert code == 403
+
+
+async def test_missing_notebook_says_to_save_it(jp_fetch: Any, jp_root_dir: Path) -> None:
+    code, body = await fetch_error(jp_fetch, "cml-nb", "preview", params={"path": "nope.ipynb"})
+    assert code == 404
+    assert "save the notebook" in body["message"]
+
+
+async def test_unreadable_notebook_is_a_one_line_error(jp_fetch: Any, jp_root_dir: Path) -> None:
+    (jp_root_dir / "broken.ipynb").write_text("{ not json", encoding="utf-8")
+    code, body = await fetch_error(jp_fetch, "cml-nb", "preview", params={"path": "broken.ipynb"})
+    assert code == 422
+    assert body["error"] == "NotebookReadError"
+    assert "broken.ipynb" in body["message"] and "\n" not in body["message"]
+
+
+async def test_post_rejects_a_body_without_path(jp_fetch: Any, demo: str) -> None:
+    code, body = await fetch_error(jp_fetch, "cml-nb", "post", method="POST", body="{}")
+    assert code == 400
+    assert "path" in body["message"]
