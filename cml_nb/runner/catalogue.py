@@ -60,8 +60,7 @@ def resolve_instance_type(
     sizes = CATALOGUE.get(gpu_name)
     if sizes is None:
         raise ConfigError(
-            f"unknown --gpu {gpu!r}: choose one of {', '.join(CATALOGUE)} "
-            "or pass --instance-type"
+            f"unknown --gpu {gpu!r}: choose one of {', '.join(CATALOGUE)} or pass --instance-type"
         )
     size_name = (size or DEFAULT_SIZE).lower()
     if size_name not in sizes:

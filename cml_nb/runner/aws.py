@@ -1,0 +1,407 @@
+"""EC2 runners through boto3: launch tagged instances, find them, terminate them.
+
+Every instance is tagged at creation, in the RunInstances call itself, so there is
+no moment when cml-nb owns an untagged machine. Instances shut down by their own
+idle watcher terminate (``InstanceInitiatedShutdownBehavior=terminate``). Throttling
+is retried by botocore's "standard" retry mode with exponential backoff; capacity
+errors are retried in the region's other availability zones, then, with
+``spot_fallback``, on demand.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cml_nb.errors import CloudError, ConfigError, MissingDependencyError
+from cml_nb.secrets import Scrubber
+
+log = logging.getLogger(__name__)
+
+TAG_RUNNER = "cml-nb:runner"
+TAG_EXPIRES = "cml-nb:expires"
+TAG_FORGE = "cml-nb:forge"
+TAG_REPOSITORY = "cml-nb:repository"
+TAG_LABELS = "cml-nb:labels"
+
+#: States in which an instance costs money and may need cleaning up.
+LIVE_STATES = ("pending", "running", "stopping", "stopped")
+
+#: Errors that mean "not here, not now": try another zone (or on demand).
+CAPACITY_ERRORS = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientCapacity",
+        "InsufficientHostCapacity",
+        "SpotMaxPriceTooLow",
+        "MaxSpotInstanceCountExceeded",
+        "Unsupported",
+    }
+)
+
+#: SSM public parameters naming current images (GPU: NVIDIA driver preinstalled).
+DEFAULT_AMI_PARAMETERS = {
+    ("gpu", "x86_64"): "/aws/service/deeplearning/ami/x86_64/"
+    "base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+    ("gpu", "arm64"): "/aws/service/deeplearning/ami/arm64/"
+    "base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+    ("cpu", "x86_64"): "/aws/service/canonical/ubuntu/server/22.04/stable/current/"
+    "amd64/hvm/ebs-gp2/ami-id",
+    ("cpu", "arm64"): "/aws/service/canonical/ubuntu/server/22.04/stable/current/"
+    "arm64/hvm/ebs-gp2/ami-id",
+}
+
+
+@dataclass(frozen=True)
+class InstanceTypeInfo:
+    """What the runner needs to know about an instance type."""
+
+    name: str
+    gpus: int
+    gpu_name: str
+    architecture: str  # x86_64 or arm64
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """One runner instance to create.
+
+    Attributes:
+        name: the runner's name (tag ``Name`` and ``cml-nb:runner``).
+        instance_type: an EC2 instance type, already checked.
+        ami: the image id.
+        user_data: the startup script (secret: never logged).
+        tags: every tag, including the ``cml-nb:*`` ones.
+        disk_gb: root volume size.
+        subnet: launch into this subnet (its zone) instead of trying every zone.
+        security_groups: security group ids.
+        spot: ask for a spot instance.
+        spot_price: the most to pay per hour (default: the on-demand price).
+        spot_fallback: launch on demand when no zone has spot capacity.
+    """
+
+    name: str
+    instance_type: str
+    ami: str
+    user_data: str = field(repr=False)
+    tags: Mapping[str, str]
+    disk_gb: int = 100
+    subnet: str | None = None
+    security_groups: tuple[str, ...] = ()
+    spot: bool = False
+    spot_price: str | None = None
+    spot_fallback: bool = False
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An instance that cml-nb launched, as EC2 describes it."""
+
+    id: str
+    name: str
+    state: str
+    instance_type: str
+    launch_time: datetime
+    zone: str
+    spot: bool
+    tags: Mapping[str, str]
+
+    @property
+    def expires(self) -> datetime | None:
+        """When its max lifetime ends (from the ``cml-nb:expires`` tag)."""
+        raw = self.tags.get(TAG_EXPIRES)
+        if not raw:
+            return None
+        try:
+            return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+class Ec2:
+    """The EC2 side of runners in one region.
+
+    Args:
+        region: the AWS region, e.g. ``us-west-2``.
+        session: a ``boto3.Session`` (default: a new one from the environment); tests
+            register botocore event hooks on it to inject faults.
+        endpoint_url: another EC2 endpoint (moto, LocalStack); also read by boto3
+            from ``AWS_ENDPOINT_URL``.
+        max_attempts: attempts per request under throttling and transient faults.
+        scrubber: masks secrets in error messages.
+    """
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        session: Any = None,
+        endpoint_url: str | None = None,
+        max_attempts: int = 8,
+        scrubber: Scrubber | None = None,
+    ) -> None:
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError as exc:  # pragma: no cover - boto3 is a dependency
+            raise MissingDependencyError("AWS runners", "aws", "boto3") from exc
+        self.region = region
+        self.scrubber = scrubber or Scrubber()
+        self.session = session or boto3.Session()
+        config = Config(
+            region_name=region,
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            user_agent_extra="cml-nb",
+        )
+        self.ec2 = self.session.client("ec2", config=config, endpoint_url=endpoint_url)
+        self.ssm = self.session.client("ssm", config=config, endpoint_url=endpoint_url)
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn botocore's exceptions into one-line ``CloudError``s."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            yield
+        except NoCredentialsError as exc:
+            raise CloudError(
+                f"{doing}: no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID "
+                "and AWS_SECRET_ACCESS_KEY (in CI, use OIDC: aws-actions/configure-aws-credentials)"
+            ) from exc
+        except ClientError as exc:
+            raise self._client_error(doing, exc) from exc
+        except BotoCoreError as exc:
+            raise CloudError(
+                self.scrubber.scrub(f"{doing}: {exc} (check the network and AWS_REGION)")
+            ) from exc
+
+    def _client_error(self, doing: str, exc: Exception) -> CloudError:
+        code = _error_code(exc)
+        message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", exc))
+        hint = "see the AWS message"
+        if code in {"AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId"}:
+            hint = "the AWS credentials lack EC2 permissions: see docs/runners.md for the policy"
+        elif code.startswith("InvalidAMIID"):
+            hint = f"the AMI does not exist in {self.region}: pass --ami with an image there"
+        elif code in {"RequestLimitExceeded", "Throttling", "ThrottlingException"}:
+            hint = "AWS kept throttling after every retry: try again in a few minutes"
+        elif code in CAPACITY_ERRORS:
+            hint = "no capacity: try another --region or --instance-type, or --spot-fallback"
+        elif code in {"VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded"}:
+            hint = "the account's vCPU quota is reached: request an increase in Service Quotas"
+        return CloudError(self.scrubber.scrub(f"{doing}: {code}: {message} ({hint})"))
+
+    # -- instance types and images -------------------------------------------------------
+
+    def describe_instance_type(self, instance_type: str) -> InstanceTypeInfo:
+        """GPU count and architecture of ``instance_type``; fails if AWS does not know it.
+
+        Raises:
+            ConfigError: the instance type does not exist.
+            CloudError: AWS failed the request.
+        """
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.ec2.describe_instance_types(InstanceTypes=[instance_type])
+        except ClientError as exc:
+            if _error_code(exc).startswith("InvalidInstanceType"):
+                raise ConfigError(
+                    f"unknown instance type {instance_type!r}: check the spelling, or use "
+                    "--size/--gpu (see docs/runners.md)"
+                ) from exc
+            raise self._client_error("checking the instance type", exc) from exc
+        types = response.get("InstanceTypes", [])
+        if not types:
+            raise ConfigError(f"unknown instance type {instance_type!r}: check the spelling")
+        data = types[0]
+        gpus = data.get("GpuInfo", {}).get("Gpus", [])
+        archs = data.get("ProcessorInfo", {}).get("SupportedArchitectures", ["x86_64"])
+        return InstanceTypeInfo(
+            name=instance_type,
+            gpus=sum(int(g.get("Count", 0)) for g in gpus),
+            gpu_name=", ".join(str(g.get("Name", "")) for g in gpus),
+            architecture="arm64" if "arm64" in archs else "x86_64",
+        )
+
+    def zones_offering(self, instance_type: str) -> list[str]:
+        """Availability zones of the region that offer ``instance_type``."""
+        with self._errors("listing availability zones"):
+            response = self.ec2.describe_instance_type_offerings(
+                LocationType="availability-zone",
+                Filters=[{"Name": "instance-type", "Values": [instance_type]}],
+            )
+        zones = sorted({o["Location"] for o in response.get("InstanceTypeOfferings", [])})
+        if not zones:
+            raise ConfigError(
+                f"{instance_type} is not offered in {self.region}: choose another --region "
+                "or --instance-type"
+            )
+        return zones
+
+    def default_ami(self, info: InstanceTypeInfo) -> str:
+        """The current Ubuntu image for the type (with NVIDIA drivers when it has GPUs)."""
+        from botocore.exceptions import ClientError
+
+        name = DEFAULT_AMI_PARAMETERS[("gpu" if info.gpus else "cpu", info.architecture)]
+        try:
+            return str(self.ssm.get_parameter(Name=name)["Parameter"]["Value"])
+        except ClientError as exc:
+            raise CloudError(
+                f"could not look up the default image ({name}: {_error_code(exc)}): "
+                "pass --ami with an image id"
+            ) from exc
+
+    # -- launching -----------------------------------------------------------------------
+
+    def launch(self, spec: LaunchSpec) -> Instance:
+        """Create one tagged instance, trying each zone, then on demand if allowed.
+
+        Raises:
+            CloudError: no zone had capacity, or AWS refused the request.
+        """
+        zones: list[str | None] = (
+            [None] if spec.subnet else list(self.zones_offering(spec.instance_type))
+        )
+        markets = [spec.spot] + ([False] if spec.spot and spec.spot_fallback else [])
+        failures: list[str] = []
+        for spot in markets:
+            for zone in zones:
+                try:
+                    return self._run_instance(spec, zone=zone, spot=spot)
+                except _CapacityError as exc:
+                    failures.append(
+                        f"{zone or spec.subnet} {'spot' if spot else 'on-demand'}: {exc}"
+                    )
+                    log.warning("no capacity (%s), trying elsewhere", failures[-1])
+        raise CloudError(
+            f"no capacity for {spec.instance_type} in {self.region} ({'; '.join(failures)}): "
+            "try another --region or --instance-type"
+            + ("" if not spec.spot or spec.spot_fallback else ", or add --spot-fallback")
+        )
+
+    def _run_instance(self, spec: LaunchSpec, *, zone: str | None, spot: bool) -> Instance:
+        from botocore.exceptions import ClientError
+
+        tags = [{"Key": k, "Value": v} for k, v in spec.tags.items()]
+        request: dict[str, Any] = {
+            "ImageId": spec.ami,
+            "InstanceType": spec.instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "UserData": spec.user_data,
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            # Same token on botocore's retries: a retried request never makes a second machine.
+            "ClientToken": uuid.uuid4().hex,
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
+            ],
+            "BlockDeviceMappings": [
+                {
+                    "DeviceName": "/dev/sda1",
+                    "Ebs": {
+                        "VolumeSize": spec.disk_gb,
+                        "VolumeType": "gp3",
+                        "DeleteOnTermination": True,
+                    },
+                }
+            ],
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+        }
+        if zone:
+            request["Placement"] = {"AvailabilityZone": zone}
+        if spec.subnet:
+            request["SubnetId"] = spec.subnet
+        if spec.security_groups:
+            request["SecurityGroupIds"] = list(spec.security_groups)
+        if spot:
+            options: dict[str, Any] = {
+                "SpotInstanceType": "one-time",
+                "InstanceInterruptionBehavior": "terminate",
+            }
+            if spec.spot_price:
+                options["MaxPrice"] = spec.spot_price
+            request["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": options}
+        with self._errors(f"launching {spec.instance_type}"):
+            try:
+                response = self.ec2.run_instances(**request)
+            except ClientError as exc:
+                if _error_code(exc) in CAPACITY_ERRORS:
+                    raise _CapacityError(_error_code(exc)) from exc
+                raise
+        return _instance(response["Instances"][0])
+
+    # -- finding and terminating ---------------------------------------------------------
+
+    def instances(
+        self, *, name: str | None = None, states: Iterable[str] = LIVE_STATES
+    ) -> list[Instance]:
+        """Instances tagged by cml-nb (optionally one runner's), in ``states``."""
+        filters = [
+            {"Name": f"tag:{TAG_RUNNER}", "Values": [name]}
+            if name
+            else {"Name": "tag-key", "Values": [TAG_RUNNER]},
+            {"Name": "instance-state-name", "Values": list(states)},
+        ]
+        found: list[Instance] = []
+        with self._errors("listing runner instances"):
+            for page in self.ec2.get_paginator("describe_instances").paginate(Filters=filters):
+                for reservation in page.get("Reservations", []):
+                    found.extend(_instance(i) for i in reservation.get("Instances", []))
+        return sorted(found, key=lambda i: i.launch_time)
+
+    def terminate(self, instance_ids: Iterable[str]) -> list[str]:
+        """Terminate these instances; returns their ids."""
+        ids = sorted(set(instance_ids))
+        if ids:
+            with self._errors(f"terminating {', '.join(ids)}"):
+                self.ec2.terminate_instances(InstanceIds=ids)
+        return ids
+
+    def wait_running(self, instance_id: str, timeout_s: float) -> None:
+        """Wait until the instance runs (raises ``CloudError`` on timeout or failure)."""
+        delay = 5 if timeout_s >= 60 else 1
+        attempts = max(1, int(timeout_s // delay))
+        with self._errors(f"waiting for {instance_id} to run"):
+            waiter = self.ec2.get_waiter("instance_running")
+            try:
+                waiter.wait(
+                    InstanceIds=[instance_id],
+                    WaiterConfig={"Delay": delay, "MaxAttempts": attempts},
+                )
+            except Exception as exc:
+                if type(exc).__name__ == "WaiterError":
+                    raise CloudError(
+                        f"{instance_id} did not reach 'running' within {timeout_s:.0f} s "
+                        f"({exc}): it was terminated; check the AWS console's system log"
+                    ) from exc
+                raise
+
+
+class _CapacityError(Exception):
+    """A zone or market had no capacity (internal: ``launch`` tries the next one)."""
+
+
+def _instance(data: Mapping[str, Any]) -> Instance:
+    tags = {t["Key"]: t["Value"] for t in data.get("Tags", [])}
+    return Instance(
+        id=data["InstanceId"],
+        name=tags.get(TAG_RUNNER) or tags.get("Name", ""),
+        state=data.get("State", {}).get("Name", "unknown"),
+        instance_type=data.get("InstanceType", ""),
+        launch_time=data["LaunchTime"],
+        zone=data.get("Placement", {}).get("AvailabilityZone", ""),
+        spot=data.get("InstanceLifecycle") == "spot",
+        tags=tags,
+    )
