@@ -110,8 +110,9 @@ def runner_description(environment: Mapping[str, Any]) -> str | None:
     if gpus:
         names = [str(g.get("name", "GPU")) for g in gpus]
         parts.append(names[0] if len(names) == 1 else f"{len(names)} × {names[0]}")
-    if environment.get("platform"):
-        parts.append(str(environment["platform"]))
+    if environment.get("platform"):  # "Linux-6.5.0-x86_64-with-glibc2.36" -> "Linux x86_64"
+        system = str(environment["platform"]).split("-")[0]
+        parts.append(f"{system} {environment.get('machine') or ''}".strip())
     if environment.get("python"):
         parts.append(f"Python {environment['python']}")
     if environment.get("ci"):
@@ -143,7 +144,7 @@ def _facts(nb: Mapping[str, Any], record: RunRecord | None, label: str) -> _Fact
             )
         git = record.environment.get("git") or {}
         return _Facts(
-            label,
+            record.notebook or label,
             record.status,
             dict(record.parameters),
             dict(record.metrics),

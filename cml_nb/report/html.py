@@ -28,6 +28,8 @@ pre{background:#f6f8fa;padding:12px 16px;border-radius:6px;overflow:auto;font-si
 line-height:1.45}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 pre[lang=pytb]{background:#fff1f0}
+pre[lang=python],pre[lang=r],pre[lang=julia]{border-left:3px solid #0969da;background:#f3f7fc}
+pre[lang=math]{text-align:center;background:#fff;font-size:14px}
 blockquote{margin:0 0 16px;padding:0 1em;color:#59636e;border-left:.25em solid #d0d7de}
 blockquote pre{background:#fff8e6}
 img{max-width:100%;background:#fff}

@@ -224,7 +224,9 @@ def _table(block: TableBlock) -> str:
     if block.caption:
         notes.append(escape(block.caption))
     if block.total_rows is not None and block.total_rows > len(block.rows):
-        notes.append(f"Showing {len(block.rows)} of {block.total_rows} rows.")
+        # pandas' own "..." row stands for the hidden ones; it is not a row shown.
+        shown = sum(1 for row in block.rows if any(c not in ("...", "…", "") for c in row))
+        notes.append(f"Showing {shown} of {block.total_rows} rows.")
     return text + ("\n\n<sub>" + " ".join(notes) + "</sub>" if notes else "")
 
 

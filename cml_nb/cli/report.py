@@ -1,0 +1,92 @@
+"""``cml-nb report``: turn executed notebooks into a report bundle."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+FORGES = ("github", "gitlab")
+
+
+def default_forge() -> str:
+    """The forge whose size limit applies: GitLab inside GitLab CI, else GitHub."""
+    return "gitlab" if os.environ.get("GITLAB_CI") == "true" else "github"
+
+
+def report_options(func: click.decorators.FC) -> click.decorators.FC:
+    """Options shared by ``cml-nb report`` and ``cml-nb run --report``."""
+    decorators = [
+        click.option(
+            "--show-code/--hide-code", default=False,
+            help="Show code cells (hide-input ones folded). Default: outputs and Markdown only.",
+        ),
+        click.option(
+            "--forge", type=click.Choice(FORGES), default=None,
+            help="Size limit to fit: github 65,536 or gitlab 1,000,000 characters "
+            "(default: gitlab inside GitLab CI, else github).",
+        ),
+        click.option(
+            "--max-chars", type=click.IntRange(min=500), default=None,
+            help="Size budget of report.md in characters (overrides --forge).",
+        ),
+        click.option(
+            "--collapse-lines", type=click.IntRange(min=1), default=40, show_default=True,
+            help="Fold outputs longer than this many lines into <details>.",
+        ),
+        click.option(
+            "--max-table-rows", type=click.IntRange(min=1), default=20, show_default=True,
+            help="Rows of a DataFrame to show before truncating with a note.",
+        ),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def budget(forge: str | None, max_chars: int | None) -> int:
+    """The character budget from ``--max-chars`` or the forge's limit."""
+    from cml_nb.report.budget import FORGE_LIMITS
+
+    return max_chars if max_chars is not None else FORGE_LIMITS[forge or default_forge()]
+
+
+@click.command()
+@click.argument(
+    "notebooks", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Bundle folder (default: report/ beside the first notebook).",
+)  # fmt: skip
+@click.option("--title", help="Report heading (default: 'Report: <notebook>').")
+@report_options
+def command(
+    notebooks: tuple[Path, ...],
+    output: Path | None,
+    title: str | None,
+    show_code: bool,
+    forge: str | None,
+    max_chars: int | None,
+    collapse_lines: int,
+    max_table_rows: int,
+) -> None:
+    """Make a report bundle from executed NOTEBOOKS.
+
+    \b
+    The bundle holds report.md (GitHub/GitLab Markdown within the size budget),
+    report.html (self-contained), assets/ (images by content hash) and
+    report.json (the Report model that `cml-nb publish` reads). Facts come from
+    the run.json that `cml-nb run` wrote beside each notebook, when present.
+    Exit codes: 0 written, 3 a notebook is unreadable, 4 the folder is unwritable.
+    """
+    from cml_nb.report import build_report, write_bundle
+
+    out_dir = output or notebooks[0].parent / "report"
+    report = build_report(
+        list(notebooks), title=title, show_code=show_code, max_table_rows=max_table_rows
+    )
+    write_bundle(report, out_dir, max_chars=budget(forge, max_chars), collapse_lines=collapse_lines)
+    click.echo(f"report ({report.status}): {out_dir / 'report.md'}", err=True)
+    click.echo(str(out_dir))
