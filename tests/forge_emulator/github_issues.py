@@ -1,0 +1,325 @@
+"""GitHub: the user, repositories, issues, pull requests and their comments, commit comments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .router import Call, Reply, RouteTable, error, paginate
+from .state import Account, Comment, Pull, Repo, now
+
+routes = RouteTable("github")
+R = "/repos/<owner>/<repo>"
+O = "/repos/{owner}/{repo}"
+
+
+def user_json(call: Call, account: Account) -> dict[str, Any]:
+    return {"login": account.login, "id": account.id, "type": account.type,
+            "url": f"{call.api}/users/{account.login}", "html_url": f"{call.root}/{account.login}"}  # fmt: skip
+
+
+def repo_json(call: Call, repo: Repo) -> dict[str, Any]:
+    return {
+        "id": repo.id,
+        "name": repo.full_name.split("/")[1],
+        "full_name": repo.full_name,
+        "private": repo.private,
+        "owner": user_json(call, repo.owner),
+        "default_branch": repo.default_branch,
+        "url": f"{call.api}/repos/{repo.full_name}",
+        "html_url": f"{call.root}/{repo.full_name}",
+        "visibility": "private" if repo.private else "public",
+    }
+
+
+def find_repo(call: Call) -> Repo | None:
+    repo = call.state.repo(f"{call.args['owner']}/{call.args['repo']}")
+    return repo if repo is not None and repo.forge == "github" else None
+
+
+def issue_comment_json(call: Call, repo: Repo, number: int, c: Comment) -> dict[str, Any]:
+    base = f"{call.api}/repos/{repo.full_name}"
+    return {"id": c.id, "body": c.body, "user": user_json(call, c.author),
+            "created_at": c.created_at, "updated_at": c.updated_at,
+            "url": f"{base}/issues/comments/{c.id}", "issue_url": f"{base}/issues/{number}",
+            "html_url": f"{call.root}/{repo.full_name}/pull/{number}#issuecomment-{c.id}",
+            "author_association": "MEMBER"}  # fmt: skip
+
+
+def commit_comment_json(call: Call, repo: Repo, sha: str, c: Comment) -> dict[str, Any]:
+    return {"id": c.id, "body": c.body, "user": user_json(call, c.author), "commit_id": sha,
+            "created_at": c.created_at, "updated_at": c.updated_at, "position": None,
+            "line": None, "path": None, "author_association": "MEMBER",
+            "url": f"{call.api}/repos/{repo.full_name}/comments/{c.id}",
+            "html_url": f"{call.root}/{repo.full_name}/commit/{sha}#commitcomment-{c.id}"}  # fmt: skip
+
+
+def pull_json(call: Call, repo: Repo, p: Pull) -> dict[str, Any]:
+    owner = repo.full_name.split("/")[0]
+
+    def side(ref: str, sha: str) -> dict[str, Any]:
+        return {"ref": ref, "sha": sha, "label": f"{owner}:{ref}",
+                "repo": repo_json(call, repo), "user": user_json(call, repo.owner)}  # fmt: skip
+
+    base_sha = repo.git.refs.get(f"heads/{p.base}", "")
+    return {"id": p.number + 90000, "number": p.number, "state": p.state, "title": p.title,
+            "body": p.body, "user": user_json(call, p.author), "draft": False,
+            "url": f"{call.api}/repos/{repo.full_name}/pulls/{p.number}",
+            "html_url": f"{call.root}/{repo.full_name}/pull/{p.number}",
+            "head": side(p.head, p.head_sha), "base": side(p.base, base_sha),
+            "created_at": now(), "updated_at": now()}  # fmt: skip
+
+
+def _thread(repo: Repo, number: int) -> list[Comment] | None:
+    if number in repo.pulls:
+        return repo.pulls[number].comments
+    if number in repo.issues:
+        return repo.issues[number].comments
+    return None
+
+
+def _find_comment(repo: Repo, cid: int, *, commit: bool) -> tuple[list[Comment], Comment] | None:
+    threads = list(repo.commit_comments.values()) if commit else (
+        [p.comments for p in repo.pulls.values()] + [i.comments for i in repo.issues.values()]
+    )  # fmt: skip
+    for thread in threads:
+        for c in thread:
+            if c.id == cid:
+                return thread, c
+    return None
+
+
+@routes.get("/user", op="/user")
+def get_user(call: Call) -> Reply:
+    assert call.grant is not None
+    if call.grant.app:
+        return error(403, "Resource not accessible by integration")
+    return Reply(200, user_json(call, call.grant.account))
+
+
+@routes.get(R, op=O)
+def get_repo(call: Call) -> Reply:
+    repo = find_repo(call)
+    return error(404, "Not Found") if repo is None else Reply(200, repo_json(call, repo))
+
+
+@routes.get(R + "/issues/<int:number>", op=O + "/issues/{issue_number}")
+def get_issue(call: Call) -> Reply:
+    repo = find_repo(call)
+    number = int(call.args["number"])
+    if repo is None or _thread(repo, number) is None:
+        return error(404, "Not Found")
+    author = repo.pulls[number].author if number in repo.pulls else repo.issues[number].author
+    body: dict[str, Any] = {"id": number + 80000, "number": number, "state": "open",
+            "title": "issue", "user": user_json(call, author),
+            "url": f"{call.api}/repos/{repo.full_name}/issues/{number}",
+            "html_url": f"{call.root}/{repo.full_name}/issues/{number}"}  # fmt: skip
+    if number in repo.pulls:
+        body["pull_request"] = {"url": f"{call.api}/repos/{repo.full_name}/pulls/{number}",
+                                "html_url": f"{call.root}/{repo.full_name}/pull/{number}"}  # fmt: skip
+    return Reply(200, body)
+
+
+@routes.get(R + "/issues/<int:number>/comments", op=O + "/issues/{issue_number}/comments")
+def list_issue_comments(call: Call) -> Reply:
+    repo = find_repo(call)
+    number = int(call.args["number"])
+    thread = None if repo is None else _thread(repo, number)
+    if repo is None or thread is None:
+        return error(404, "Not Found")
+    items = [issue_comment_json(call, repo, number, c) for c in thread]
+    return paginate(call, items, f"{call.api}/repos/{repo.full_name}/issues/{number}/comments")
+
+
+@routes.post(R + "/issues/<int:number>/comments", op=O + "/issues/{issue_number}/comments",
+             perm="issues")  # fmt: skip
+def create_issue_comment(call: Call) -> Reply:
+    repo = find_repo(call)
+    number = int(call.args["number"])
+    thread = None if repo is None else _thread(repo, number)
+    if repo is None or thread is None:
+        return error(404, "Not Found")
+    assert call.grant is not None
+    if number in repo.pulls and "pull_requests" not in call.grant.permissions:
+        return error(403, "Resource not accessible by integration")
+    comment = Comment(call.state.next_id(), call.json["body"], call.grant.account)
+    thread.append(comment)
+    return Reply(201, issue_comment_json(call, repo, number, comment))
+
+
+@routes.patch(R + "/issues/comments/<int:cid>", op=O + "/issues/comments/{comment_id}",
+              perm="issues")  # fmt: skip
+def update_issue_comment(call: Call) -> Reply:
+    repo = find_repo(call)
+    found = None if repo is None else _find_comment(repo, int(call.args["cid"]), commit=False)
+    if repo is None or found is None:
+        return error(404, "Not Found")
+    _, comment = found
+    comment.body, comment.updated_at = call.json["body"], now()
+    number = next(n for n in [*repo.pulls, *repo.issues] if comment in (_thread(repo, n) or []))
+    return Reply(200, issue_comment_json(call, repo, number, comment))
+
+
+@routes.delete(R + "/issues/comments/<int:cid>", op=O + "/issues/comments/{comment_id}",
+               perm="issues")  # fmt: skip
+def delete_issue_comment(call: Call) -> Reply:
+    repo = find_repo(call)
+    found = None if repo is None else _find_comment(repo, int(call.args["cid"]), commit=False)
+    if found is None:
+        return error(404, "Not Found")
+    thread, comment = found
+    thread.remove(comment)
+    return Reply(204, None)
+
+
+@routes.get(R + "/pulls", op=O + "/pulls")
+def list_pulls(call: Call) -> Reply:
+    repo = find_repo(call)
+    if repo is None:
+        return error(404, "Not Found")
+    state = call.request.args.get("state", "open")
+    head = call.request.args.get("head")
+    base = call.request.args.get("base")
+    pulls = [p for p in repo.pulls.values() if state == "all" or p.state == state]
+    if head:
+        pulls = [p for p in pulls if head.split(":")[-1] == p.head]
+    if base:
+        pulls = [p for p in pulls if p.base == base]
+    items = [pull_json(call, repo, p) for p in pulls]
+    return paginate(call, items, f"{call.api}/repos/{repo.full_name}/pulls")
+
+
+@routes.post(R + "/pulls", op=O + "/pulls", perm="pull_requests")
+def create_pull(call: Call) -> Reply:
+    repo = find_repo(call)
+    if repo is None:
+        return error(404, "Not Found")
+    data = call.json
+    head, base = data["head"].split(":")[-1], data["base"]
+    if f"heads/{head}" not in repo.git.refs or f"heads/{base}" not in repo.git.refs:
+        return Reply(422, {"message": "Validation Failed", "errors": [{"field": "head"}]})
+    if any(p.head == head and p.state == "open" for p in repo.pulls.values()):
+        owner = repo.full_name.split("/")[0]
+        return Reply(422, {"message": "Validation Failed", "errors": [
+            {"message": f"A pull request already exists for {owner}:{head}."}]})  # fmt: skip
+    assert call.grant is not None
+    pull = Pull(call.state.next_number(repo), data["title"], data.get("body") or "", head, base,
+                repo.head_sha(head), call.grant.account)  # fmt: skip
+    repo.pulls[pull.number] = pull
+    return Reply(201, pull_json(call, repo, pull))
+
+
+@routes.get(R + "/pulls/<int:number>", op=O + "/pulls/{pull_number}")
+def get_pull(call: Call) -> Reply:
+    repo = find_repo(call)
+    number = int(call.args["number"])
+    if repo is None or number not in repo.pulls:
+        return error(404, "Not Found")
+    pull = repo.pulls[number]
+    pull.head_sha = repo.git.refs.get(f"heads/{pull.head}", pull.head_sha)
+    return Reply(200, pull_json(call, repo, pull))
+
+
+@routes.patch(R + "/pulls/<int:number>", op=O + "/pulls/{pull_number}", perm="pull_requests")
+def update_pull(call: Call) -> Reply:
+    repo = find_repo(call)
+    number = int(call.args["number"])
+    if repo is None or number not in repo.pulls:
+        return error(404, "Not Found")
+    pull = repo.pulls[number]
+    data = call.json
+    pull.title = data.get("title", pull.title)
+    pull.body = data.get("body", pull.body)
+    pull.state = data.get("state", pull.state)
+    return Reply(200, pull_json(call, repo, pull))
+
+
+def ancestors(repo: Repo, sha: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [sha]
+    while todo:
+        current = todo.pop()
+        if current in seen or current not in repo.git.commits:
+            continue
+        seen.add(current)
+        todo.extend(repo.git.commits[current]["parents"])
+    return seen
+
+
+@routes.get(R + "/commits/<sha>/pulls", op=O + "/commits/{commit_sha}/pulls")
+def pulls_for_commit(call: Call) -> Reply:
+    repo = find_repo(call)
+    if repo is None:
+        return error(404, "Not Found")
+    sha = call.args["sha"]
+    found = []
+    for pull in repo.pulls.values():
+        head = repo.git.refs.get(f"heads/{pull.head}", pull.head_sha)
+        base = repo.git.refs.get(f"heads/{pull.base}", "")
+        if sha in ancestors(repo, head) and sha not in ancestors(repo, base):
+            found.append(pull_json(call, repo, pull))
+    return paginate(call, found, f"{call.api}/repos/{repo.full_name}/commits/{sha}/pulls")
+
+
+@routes.get(R + "/commits/<sha>/comments", op=O + "/commits/{commit_sha}/comments")
+def list_commit_comments(call: Call) -> Reply:
+    repo = find_repo(call)
+    if repo is None:
+        return error(404, "Not Found")
+    sha = call.args["sha"]
+    items = [commit_comment_json(call, repo, sha, c) for c in repo.commit_comments.get(sha, [])]
+    return paginate(call, items, f"{call.api}/repos/{repo.full_name}/commits/{sha}/comments")
+
+
+@routes.get(R + "/comments", op=O + "/comments")
+def list_all_commit_comments(call: Call) -> Reply:
+    repo = find_repo(call)
+    if repo is None:
+        return error(404, "Not Found")
+    items = [commit_comment_json(call, repo, sha, c)
+             for sha, thread in repo.commit_comments.items() for c in thread]  # fmt: skip
+    items.sort(key=lambda c: c["id"])
+    return paginate(call, items, f"{call.api}/repos/{repo.full_name}/comments")
+
+
+@routes.post(R + "/commits/<sha>/comments", op=O + "/commits/{commit_sha}/comments",
+             perm="contents")  # fmt: skip
+def create_commit_comment(call: Call) -> Reply:
+    repo = find_repo(call)
+    sha = call.args["sha"]
+    if repo is None or sha not in repo.git.commits:
+        return Reply(422, {"message": "No commit found for SHA: " + sha})
+    assert call.grant is not None
+    comment = Comment(call.state.next_id(), call.json["body"], call.grant.account)
+    repo.commit_comments.setdefault(sha, []).append(comment)
+    return Reply(201, commit_comment_json(call, repo, sha, comment))
+
+
+def _commit_comment(call: Call) -> tuple[Repo, str, list[Comment], Comment] | None:
+    repo = find_repo(call)
+    if repo is None:
+        return None
+    for sha, thread in repo.commit_comments.items():
+        for c in thread:
+            if c.id == int(call.args["cid"]):
+                return repo, sha, thread, c
+    return None
+
+
+@routes.patch(R + "/comments/<int:cid>", op=O + "/comments/{comment_id}", perm="contents")
+def update_commit_comment(call: Call) -> Reply:
+    found = _commit_comment(call)
+    if found is None:
+        return error(404, "Not Found")
+    repo, sha, _, comment = found
+    comment.body, comment.updated_at = call.json["body"], now()
+    return Reply(200, commit_comment_json(call, repo, sha, comment))
+
+
+@routes.delete(R + "/comments/<int:cid>", op=O + "/comments/{comment_id}", perm="contents")
+def delete_commit_comment(call: Call) -> Reply:
+    found = _commit_comment(call)
+    if found is None:
+        return error(404, "Not Found")
+    _, _, thread, comment = found
+    thread.remove(comment)
+    return Reply(204, None)
