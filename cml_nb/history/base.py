@@ -1,0 +1,396 @@
+"""Base metrics and deltas: where the base's metrics come from, and how each metric changed.
+
+Base metrics come from the first source that has them, in this order:
+
+1. ``git``: a metrics file committed at the base ref (``git show REF:metrics.json``);
+2. ``comment``: the hidden metrics JSON of cml-nb's report comment on the base commit,
+   read through the forge API (any object with ``report_metrics(sha)``, see
+   :class:`CommentReader`);
+3. ``records``: a folder of earlier run records (``--history DIR``: a CI cache or artifact).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from cml_nb.errors import ConfigError
+
+DEFAULT_METRICS_PATH = "metrics.json"
+SOURCES = ("git", "comment", "records")
+MAX, MIN = "max", "min"
+BETTER, WORSE = "🟢", "🔴"
+
+
+class CommentReader(Protocol):
+    """What the comment source needs from a forge (``cml_nb.forge`` implements it)."""
+
+    def report_metrics(self, sha: str) -> Mapping[str, Any] | None:
+        """The hidden metrics payload of cml-nb's report comment on commit ``sha``, if any.
+
+        The payload holds ``metrics`` and optionally ``parameters``; None when no
+        cml-nb comment is found.
+        """
+
+
+@dataclass
+class Baseline:
+    """Metrics of the base, and where they came from.
+
+    Attributes:
+        metrics: base value of each metric (empty when none was found).
+        parameters: base parameters, when the source records them.
+        source: ``git``, ``comment``, ``records`` or ``""`` (none found).
+        description: one line for the report, e.g. ``metrics.json at main (abc1234)``.
+        ref: the ref asked for; commit: the commit it resolved to.
+        tried: why each source that was tried gave nothing.
+    """
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    description: str = ""
+    ref: str = ""
+    commit: str | None = None
+    tried: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        """Whether any source had base metrics."""
+        return bool(self.source)
+
+    def summary(self) -> str:
+        """One line saying which source was used, or that none was found and why."""
+        if self.found:
+            return self.description
+        return f"no base found for {self.ref or 'the base'}: " + "; ".join(self.tried)
+
+
+# --- git --------------------------------------------------------------------------------------
+
+
+def _git(args: Sequence[str], cwd: Path | None, timeout: float = 30) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def auto_ref(env: Mapping[str, str] | None = None) -> str:
+    """The ref ``auto`` means: the PR's base branch in CI, else the previous commit."""
+    env = os.environ if env is None else env
+    for name in ("GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME"):
+        if env.get(name):
+            return env[name]
+    return "HEAD~1"
+
+
+def resolve_commit(ref: str, cwd: Path | None = None, *, fetch: bool = True) -> str | None:
+    """The full SHA ``ref`` names; tries ``origin/REF``, then one fetch from origin.
+
+    CI checkouts are often shallow and single-branch, so the base branch may be absent
+    until fetched; a failed fetch is not an error, the git source just finds nothing.
+    """
+    candidates = [ref] if "/" in ref or ref.startswith("HEAD") else [ref, f"origin/{ref}"]
+    for name in candidates:
+        sha = _git(["rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"], cwd)
+        if sha:
+            return sha.strip()
+    if fetch and not ref.startswith("HEAD") and _git(["remote", "get-url", "origin"], cwd):
+        for attempt in range(2):  # one retry: a fetch can fail on a transient network fault
+            spec = f"+refs/heads/{ref}:refs/remotes/origin/{ref}"
+            if _git(["fetch", "--quiet", "--no-tags", "--depth=50", "origin", spec], cwd, 120):
+                return resolve_commit(ref, cwd, fetch=False)
+            time.sleep(1 + attempt)
+    return None
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    # DVC-style nested metrics files ({"train": {"loss": 0.1}}) become "train.loss".
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        elif value is None or isinstance(value, int | float | str | bool):
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def parse_metrics_file(data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics and parameters from a ``metrics.json``, ``run.json`` or ``report.json``."""
+    if not isinstance(data, Mapping):
+        return {}, {}
+    if isinstance(data.get("metrics"), Mapping) and (
+        {"status", "schema", "parameters"} & set(data)
+    ):
+        params = data.get("parameters")
+        return _flatten(data["metrics"]), dict(params) if isinstance(params, Mapping) else {}
+    return _flatten(data), {}
+
+
+def _git_json(commit: str, path: str, cwd: Path | None) -> Any:
+    text = _git(["show", f"{commit}:{path}"], cwd)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def _git_path(path: str) -> str:
+    # "REF:./x" is relative to the working directory; "REF:x" would be relative to the root.
+    return path if path.startswith(("./", "../")) else f"./{path}"
+
+
+def from_git(
+    commit: str, metrics_path: str = DEFAULT_METRICS_PATH, cwd: Path | None = None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Metrics (and parameters) committed at ``commit``, or None when the file is absent."""
+    path = _git_path(metrics_path)
+    metrics, params = parse_metrics_file(_git_json(commit, path, cwd))
+    if not metrics:
+        return None
+    if not params:  # a run.json committed beside metrics.json knows the parameters
+        beside = str(Path(path).parent / "run.json")
+        params = parse_metrics_file(_git_json(commit, _git_path(beside), cwd))[1]
+    return metrics, params
+
+
+# --- run records ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Record:
+    path: Path
+    commit: str | None
+    finished: str
+    metrics: dict[str, Any]
+    parameters: dict[str, Any]
+
+
+def read_records(folder: Path) -> list[_Record]:
+    """Every run record under ``folder`` (``run.json``, or a lone ``metrics.json``), newest first."""
+    found: list[_Record] = []
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.rglob("*.json")):
+        if path.name not in ("run.json", "metrics.json", "report.json"):
+            continue
+        if path.name != "run.json" and (path.parent / "run.json").is_file():
+            continue  # the run.json beside it says more (commit, parameters)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        metrics, params = parse_metrics_file(data)
+        if not metrics:
+            continue
+        env = data.get("environment") if isinstance(data, dict) else None
+        git = env.get("git", {}) if isinstance(env, dict) else {}
+        commit = git.get("commit") if isinstance(git, dict) else None
+        commit = commit or (data.get("commit") if isinstance(data, dict) else None)
+        finished = str(data.get("finished_at", "")) if isinstance(data, dict) else ""
+        finished = finished or f"{path.stat().st_mtime:020.6f}"
+        found.append(_Record(path, commit, finished, metrics, params))
+    return sorted(found, key=lambda r: r.finished, reverse=True)
+
+
+def _record_for(records: list[_Record], commit: str | None) -> _Record | None:
+    return next((r for r in records if commit and r.commit == commit), None)
+
+
+# --- finding the base -------------------------------------------------------------------------
+
+
+def find_baseline(
+    ref: str = "auto",
+    *,
+    metrics_path: str = DEFAULT_METRICS_PATH,
+    history_dir: Path | None = None,
+    forge: CommentReader | None = None,
+    head_commit: str | None = None,
+    sources: Sequence[str] = SOURCES,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Baseline:
+    """The base metrics for ``ref`` from the first source that has them.
+
+    Args:
+        ref: a branch, tag or commit; ``auto`` is the PR's base branch in CI, else ``HEAD~1``.
+        metrics_path: the metrics file to read at the ref, relative to ``cwd``.
+        history_dir: a folder of earlier run records (the ``records`` source).
+        forge: reads the hidden metrics of cml-nb's comment on a commit (``comment`` source).
+        head_commit: this run's commit; a records-folder fallback never picks it.
+        sources: which sources to try, in order.
+        cwd: the directory inside the git repository (default: the working directory).
+        env: environment for ``auto`` (default: ``os.environ``).
+
+    Returns:
+        A Baseline; ``found`` is False (and ``tried`` says why) when no source had metrics.
+        Finding nothing is not an error: the report then says so.
+    """
+    unknown = set(sources) - set(SOURCES)
+    if unknown:
+        raise ConfigError(f"unknown history source(s) {sorted(unknown)}: use {', '.join(SOURCES)}")
+    name = auto_ref(env) if ref == "auto" else ref
+    commit = resolve_commit(name, cwd)
+    base = Baseline(ref=name, commit=commit)
+    short = f" ({commit[:7]})" if commit and not name.startswith(commit[:7]) else ""
+    for source in sources:
+        if source == "git":
+            if commit is None:
+                base.tried.append(f"git: {name} is not in this clone (fetch it, or fetch-depth: 0)")
+                continue
+            found = from_git(commit, metrics_path, cwd)
+            if found:
+                base.metrics, base.parameters = found
+                return _found(base, "git", f"{metrics_path} at {name}{short}")
+            base.tried.append(f"git: no {metrics_path} committed at {name}{short}")
+        elif source == "comment":
+            if forge is None or commit is None:
+                why = "no forge connection" if forge is None else "base commit unknown"
+                base.tried.append(f"comment: {why}")
+                continue
+            payload = forge.report_metrics(commit)
+            metrics, params = parse_metrics_file(payload or {})
+            if metrics:
+                base.metrics, base.parameters = metrics, params
+                return _found(base, "comment", f"cml-nb comment on {name}{short}")
+            base.tried.append(f"comment: no cml-nb report comment on {commit[:7]}")
+        elif source == "records":
+            if history_dir is None:
+                continue
+            records = read_records(history_dir)
+            record = _record_for(records, commit)
+            how = f"{name}{short}"
+            if record is None:  # a CI cache may hold the latest base run, not the exact tip
+                record = next((r for r in records if r.commit != head_commit), None)
+                how = f"latest record, commit {(record.commit or '?')[:7]}" if record else ""
+            if record is not None:
+                base.metrics, base.parameters = record.metrics, record.parameters
+                return _found(base, "records", f"run record {record.path} ({how})")
+            base.tried.append(f"records: no run record in {history_dir}")
+    return base
+
+
+def _found(base: Baseline, source: str, description: str) -> Baseline:
+    base.source, base.description = source, description
+    return base
+
+
+# --- deltas -----------------------------------------------------------------------------------
+
+
+def parse_goals(specs: Iterable[str] | str | None) -> dict[str, str]:
+    """``"accuracy=max,loss=min"`` (or several such strings) as ``{"accuracy": "max", ...}``."""
+    if isinstance(specs, str):
+        specs = [specs]
+    goals: dict[str, str] = {}
+    for spec in specs or ():
+        for item in filter(None, (s.strip() for s in spec.split(","))):
+            name, sep, goal = item.rpartition("=")
+            goal = goal.strip().lower()
+            if not sep or not name.strip() or goal not in (MAX, MIN):
+                raise ConfigError(
+                    f"goal {item!r} is not NAME=max or NAME=min: write e.g. --goal loss=min"
+                )
+            goals[name.strip()] = goal
+    return goals
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclass
+class MetricDelta:
+    """One metric against its base.
+
+    Attributes:
+        verdict: ``better``, ``worse``, ``same``, ``changed`` (not numeric), ``new``
+            (no base value), ``removed`` (no value in this run) or ``""`` (not comparable).
+    """
+
+    name: str
+    value: Any
+    base: Any
+    goal: str = MAX
+    change: float | None = None
+    relative: float | None = None
+    verdict: str = ""
+
+    def text(self) -> str:
+        """The delta cell: ``+0.02 (+2.2%) 🟢``, marks following the metric's goal."""
+        if self.change is None:
+            return {"changed": "changed", "new": "new", "removed": "removed"}.get(self.verdict, "")
+        relative = f" ({self.relative:+.1%})" if self.relative is not None else ""
+        mark = {"better": f" {BETTER}", "worse": f" {WORSE}"}.get(self.verdict, "")
+        return f"{self.change:+.4g}{relative}{mark}"
+
+
+def compare_metrics(
+    head: Mapping[str, Any], base: Mapping[str, Any], goals: Mapping[str, str] | None = None
+) -> list[MetricDelta]:
+    """Each metric of ``head`` (then those only in ``base``) with its change and verdict."""
+    goals = goals or {}
+    deltas = []
+    for name in [*head, *(k for k in base if k not in head)]:
+        delta = MetricDelta(name, head.get(name), base.get(name), goals.get(name, MAX))
+        new, old = _number(delta.value), _number(delta.base)
+        if name not in base:
+            delta.verdict = "new"
+        elif name not in head:
+            delta.verdict = "removed"
+        elif new is not None and old is not None:
+            delta.change = new - old
+            delta.relative = delta.change / abs(old) if old else None
+            scale = max(abs(new), abs(old), 1e-300)
+            if abs(delta.change) <= 1e-12 * scale:
+                delta.verdict = "same"
+            else:
+                up_is_good = delta.goal == MAX
+                delta.verdict = "better" if (delta.change > 0) == up_is_good else "worse"
+        elif delta.value != delta.base:
+            delta.verdict = "changed"
+        deltas.append(delta)
+    return deltas
+
+
+def compare_parameters(
+    head: Mapping[str, Any], base: Mapping[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """Parameters whose value differs: ``(name, head value, base value)``; missing is None."""
+    names = [*head, *(k for k in base if k not in head)]
+    return [(n, head.get(n), base.get(n)) for n in names if head.get(n) != base.get(n)]
+
+
+def report_baseline(
+    baseline: Baseline, head_metrics: Mapping[str, Any], goals: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The ``Report.baseline`` dict: base metrics, parameters, source and delta cells."""
+    if not baseline.found:
+        return {"metrics": None, "source": baseline.summary(), "ref": baseline.ref}
+    deltas = compare_metrics(head_metrics, baseline.metrics, goals)
+    return {
+        "metrics": dict(baseline.metrics),
+        "parameters": dict(baseline.parameters),
+        "source": baseline.summary(),
+        "ref": baseline.ref,
+        "commit": baseline.commit,
+        "goals": {d.name: d.goal for d in deltas},
+        "deltas": {d.name: d.text() for d in deltas},
+        "verdicts": {d.name: d.verdict for d in deltas},
+    }
