@@ -1,0 +1,73 @@
+"""The shell lines the generated pipelines run, shared by every forge.
+
+Both forges run the same ``cml-nb`` command lines; only the way a shard index or a
+run id is spelled differs (``${{ matrix.shard }}`` on GitHub, ``$SHARD`` on GitLab),
+so the builders take those spellings as arguments. Tests parse these lines back out
+of the YAML and resolve them against the real click application.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cml_nb.pipelines import PipelineOptions
+
+#: Where sweep shards write their folders, and where the merge job joins them.
+SHARDS_DIR = "sweep-shards"
+#: The run cache that CI caches carry between pipelines (``cml-nb sweep --cache-dir``).
+CACHE_DIR = ".cache/cml-nb"
+
+
+def install_script(options: PipelineOptions) -> str:
+    """Install cml-nb and the project's requirements with pip."""
+    parts = ["python -m pip install", shlex.quote(options.install)]
+    for requirement in options.requirements:
+        parts += ["-r", shlex.quote(requirement)]
+    return " ".join(parts)
+
+
+def run_command(options: PipelineOptions) -> str:
+    """Execute the notebook and publish its report to the pull/merge request."""
+    words = ["cml-nb", "run", options.notebook]
+    if options.kernel:
+        words += ["--kernel", options.kernel]
+    return _join([*words, "--publish"])
+
+
+def sweep_output(options: PipelineOptions) -> str:
+    """The merged sweep's folder, ``sweeps/<notebook name>`` as ``cml-nb sweep`` names it."""
+    return f"sweeps/{PurePosixPath(options.notebook).stem}"
+
+
+def sweep_shard_command(options: PipelineOptions, shard: str, total: str) -> str:
+    """Run the ``shard``-th of ``total`` shares of the space (both may be CI expressions)."""
+    words = ["cml-nb", "sweep", options.notebook, "--sweep-file", options.sweep_file]
+    if options.kernel:
+        words += ["--kernel", options.kernel]
+    words += ["--cache-dir", CACHE_DIR]
+    # The shard expression is left unquoted: CI substitutes it before the shell runs.
+    return _join(words) + f" --shard {shard}/{total} --output {SHARDS_DIR}/{shard}"
+
+
+def sweep_merge_command(options: PipelineOptions) -> str:
+    """Join every shard's folder into one sweep with its comparison report."""
+    return f"cml-nb sweep merge {SHARDS_DIR}/* --output {shlex.quote(sweep_output(options))}"
+
+
+def sweep_publish_command(options: PipelineOptions) -> str:
+    """Publish the merged sweep's comparison report to the pull/merge request."""
+    return _join(["cml-nb", "publish", sweep_output(options)])
+
+
+def launch_command(options: PipelineOptions, labels: str) -> str:
+    """Start a cloud runner that registers with ``labels`` (a CI expression may be in them)."""
+    words = ["cml-nb", "runner", "launch", "--forge", options.forge]
+    words += ["--cloud", options.gpu_runner or "aws", "--gpu", options.gpu]
+    return _join(words) + f" --labels {labels}"
+
+
+def _join(words: list[str]) -> str:
+    return " ".join(shlex.quote(word) for word in words)

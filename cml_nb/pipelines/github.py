@@ -1,0 +1,196 @@
+"""GitHub Actions: ``.github/workflows/cml-nb.yml``.
+
+Jobs: ``report`` (run and publish), or ``sweep`` (a matrix of shards, each
+uploading its folder as an artifact) and ``merge`` (download, join, publish); with a
+GPU runner, ``launch-runner`` first starts one machine per job that needs it, with
+a label unique to this workflow run (and shard), and those jobs run on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from cml_nb.pipelines import _yaml, commands
+
+if TYPE_CHECKING:
+    from cml_nb.pipelines import Pipeline, PipelineOptions, Secret
+
+PATH = PurePosixPath(".github/workflows/cml-nb.yml")
+SETTINGS = "repository Settings > Secrets and variables > Actions > New repository secret"
+
+# Reports go to pull requests and checks; the default branch's runs are the baseline.
+PERMISSIONS = {"contents": "read", "pull-requests": "write", "checks": "write"}
+
+
+def build(options: PipelineOptions) -> Pipeline:
+    """The workflow for ``options``."""
+    from cml_nb.pipelines import Pipeline
+
+    jobs: dict[str, Any] = {}
+    gpu = options.gpu_runner is not None
+    if gpu:
+        jobs["launch-runner"] = _launch_job(options)
+    if options.sweep:
+        jobs["sweep"] = _sweep_job(options, gpu)
+        jobs["merge"] = _merge_job(options)
+    else:
+        jobs["report"] = _report_job(options, gpu)
+    workflow: dict[str, Any] = {
+        "name": "cml-nb",
+        "on": {"pull_request": None, "push": {"branches": [options.branch]}},
+        "permissions": dict(PERMISSIONS),
+        # A new push to the same pull request makes the older run pointless.
+        "concurrency": {"group": "cml-nb-${{ github.ref }}", "cancel-in-progress": True},
+        "jobs": jobs,
+    }
+    secrets = _secrets(options)
+    header = [
+        "cml-nb: run the notebook on every pull request and publish its report as a comment.",
+        "Written by `cml-nb init`; see docs/ci.md. The built-in GITHUB_TOKEN publishes the report.",
+    ]
+    header += [f"Needs the secret {s.name}: {s.why}." for s in secrets]
+    return Pipeline(PATH, _yaml.dump(workflow, "\n".join(header)), tuple(secrets))
+
+
+def _setup_steps(options: PipelineOptions, *, project: bool = True) -> list[dict[str, Any]]:
+    # Full history, so that comparisons can find the base branch's commits; a job
+    # that only launches a runner needs neither the history nor the requirements.
+    checkout: dict[str, Any] = {"uses": "actions/checkout@v4"}
+    if project:
+        checkout["with"] = {"fetch-depth": 0}
+    else:
+        options = replace(options, requirements=())
+    # setup-python's pip cache hashes a dependency file; without requirements, this
+    # workflow itself stands in (it holds the install line).
+    hashed = "\n".join(options.requirements) if options.requirements else PATH.as_posix()
+    python = {
+        "uses": "actions/setup-python@v5",
+        "with": {"python-version": options.python, "cache": "pip", "cache-dependency-path": hashed},
+    }
+    install = {"name": "Install cml-nb", "run": commands.install_script(options)}
+    return [checkout, python, install]
+
+
+def _token_env() -> dict[str, str]:
+    return {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
+
+
+def _upload(name: str, path: str) -> dict[str, Any]:
+    return {
+        "uses": "actions/upload-artifact@v4",
+        "if": "always()",
+        "with": {"name": name, "path": path, "if-no-files-found": "ignore"},
+    }
+
+
+def _runs_on(gpu: bool, label: str) -> Any:
+    return ["self-hosted", label] if gpu else "ubuntu-latest"
+
+
+def _report_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
+    job: dict[str, Any] = {}
+    if gpu:
+        job["needs"] = "launch-runner"
+    job["runs-on"] = _runs_on(gpu, "cml-nb-${{ github.run_id }}")
+    job["steps"] = [
+        *_setup_steps(options),
+        {"name": "Run and publish", "run": commands.run_command(options), "env": _token_env()},
+        _upload("cml-nb-runs", "runs/"),
+    ]
+    return job
+
+
+def _sweep_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
+    shard = "${{ matrix.shard }}"
+    job: dict[str, Any] = {}
+    if gpu:
+        job["needs"] = "launch-runner"
+    job["runs-on"] = _runs_on(gpu, f"cml-nb-${{{{ github.run_id }}}}-{shard}")
+    job["strategy"] = {"fail-fast": False, "matrix": {"shard": list(range(1, options.shards + 1))}}
+    cache = {
+        "uses": "actions/cache@v4",
+        "with": {
+            "path": commands.CACHE_DIR,
+            # A new key each commit (caches are immutable); restore the latest one.
+            "key": f"cml-nb-sweep-{shard}-${{{{ github.sha }}}}",
+            "restore-keys": f"cml-nb-sweep-{shard}-",
+        },
+    }
+    job["steps"] = [
+        *_setup_steps(options),
+        cache,
+        {
+            "name": "Run this shard of the sweep",
+            "run": commands.sweep_shard_command(options, shard, str(options.shards)),
+        },
+        _upload(f"cml-nb-sweep-shard-{shard}", f"{commands.SHARDS_DIR}/{shard}/"),
+    ]
+    return job
+
+
+def _merge_job(options: PipelineOptions) -> dict[str, Any]:
+    merged = commands.sweep_output(options)
+    return {
+        "needs": "sweep",
+        # Publish what the shards that finished found, even when one failed.
+        "if": "${{ !cancelled() }}",
+        "runs-on": "ubuntu-latest",
+        "steps": [
+            *_setup_steps(options),
+            {
+                "uses": "actions/download-artifact@v4",
+                "with": {"pattern": "cml-nb-sweep-shard-*", "path": commands.SHARDS_DIR},
+            },
+            {"name": "Join the shards", "run": commands.sweep_merge_command(options)},
+            {
+                "name": "Publish the comparison",
+                "if": "${{ !cancelled() }}",
+                "run": commands.sweep_publish_command(options),
+                "env": _token_env(),
+            },
+            _upload("cml-nb-sweep", f"{merged}/"),
+        ],
+    }
+
+
+def _launch_job(options: PipelineOptions) -> dict[str, Any]:
+    label = "cml-nb-${{ github.run_id }}"
+    if options.sweep:
+        label += "-${{ matrix.shard }}"
+    job: dict[str, Any] = {"runs-on": "ubuntu-latest"}
+    if options.sweep:
+        job["strategy"] = {"matrix": {"shard": list(range(1, options.shards + 1))}}
+    job["steps"] = [
+        *_setup_steps(options, project=False),
+        {
+            "name": "Launch a GPU runner",
+            "run": commands.launch_command(options, label),
+            "env": {
+                # GITHUB_TOKEN cannot register self-hosted runners: REPO_TOKEN can.
+                "REPO_TOKEN": "${{ secrets.REPO_TOKEN }}",
+                "AWS_ACCESS_KEY_ID": "${{ secrets.AWS_ACCESS_KEY_ID }}",
+                "AWS_SECRET_ACCESS_KEY": "${{ secrets.AWS_SECRET_ACCESS_KEY }}",
+                "AWS_DEFAULT_REGION": options.region,
+            },
+        },
+    ]
+    return job
+
+
+def _secrets(options: PipelineOptions) -> list[Secret]:
+    from cml_nb.pipelines import Secret
+
+    if options.gpu_runner is None:
+        return []
+    return [
+        Secret(
+            "REPO_TOKEN",
+            SETTINGS,
+            "a fine-grained personal access token with Administration: read and write on "
+            "this repository, so the launch job can register self-hosted runners",
+        ),
+        Secret("AWS_ACCESS_KEY_ID", SETTINGS, "the access key of an IAM user that may run EC2"),
+        Secret("AWS_SECRET_ACCESS_KEY", SETTINGS, "that IAM user's secret key"),
+    ]
