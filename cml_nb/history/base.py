@@ -109,7 +109,10 @@ def resolve_commit(ref: str, cwd: Path | None = None, *, fetch: bool = True) -> 
     if fetch and not ref.startswith("HEAD") and _git(["remote", "get-url", "origin"], cwd):
         for attempt in range(2):  # one retry: a fetch can fail on a transient network fault
             spec = f"+refs/heads/{ref}:refs/remotes/origin/{ref}"
-            if _git(["fetch", "--quiet", "--no-tags", "--depth=50", "origin", spec], cwd, 120):
+            fetched = _git(
+                ["fetch", "--quiet", "--no-tags", "--depth=50", "origin", spec], cwd, 120
+            )
+            if fetched is not None:
                 return resolve_commit(ref, cwd, fetch=False)
             time.sleep(1 + attempt)
     return None

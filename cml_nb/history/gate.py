@@ -79,7 +79,7 @@ def _reference(node: ast.expr) -> tuple[str, str | None] | None:
             return node.value.id, key.value
         return None
     parts = _dotted(node)
-    if parts is None:
+    if parts is None or any(p.startswith("__") for p in parts):  # dunders: never a metric
         return None
     if parts[0] in _SIDES:
         return parts[0], ".".join(parts[1:]) or None
@@ -96,8 +96,7 @@ def _check(node: ast.AST, text: str, names: list[str]) -> None:
             raise ConfigError(
                 f"--fail-if {text!r}: {ast.unparse(node)!r} is not a metric; {_EXAMPLE}"
             )
-        if ref[1] is not None:
-            names.append(ref[1])
+        names.append(ref[1] or "")  # "" marks bare base/head: the implicit metric
     elif isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise ConfigError(f"--fail-if {text!r}: only numbers may be constants; {_EXAMPLE}")
@@ -147,12 +146,8 @@ def parse_gate(text: str) -> Gate:
         raise ConfigError(f"--fail-if {text!r} must be a comparison; {_EXAMPLE}")
     names: list[str] = []
     _check(tree, text, names)
-    metrics = tuple(dict.fromkeys(names))
-    implicit = any(
-        (ref := _reference(n)) is not None and ref[1] is None
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Name | ast.Attribute | ast.Subscript)
-    )
+    metrics = tuple(n for n in dict.fromkeys(names) if n)
+    implicit = "" in names
     if implicit and len(metrics) != 1:
         raise ConfigError(
             f"--fail-if {text!r}: bare 'base' needs exactly one metric in the condition; "
