@@ -46,7 +46,8 @@ STATUS_ICONS = {
     "kernel_died": "💥",
     "interrupted": "⏹️",
 }
-_ESCAPE = re.compile(r"([\\`*_\[\]<>|~&$#])")
+# Intraword underscores (snake_case) never start emphasis in GFM: leave them readable.
+_ESCAPE = re.compile(r"([\\`*\[\]<>|~&$#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 _BACKTICKS = re.compile(r"`+")
 
 
