@@ -20,18 +20,23 @@ export async function requestAPI<T>(
     throw new ServerConnection.NetworkError(error as TypeError);
   }
   const text = await response.text();
-  let data: any = {};
-  if (text.length > 0) {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = { message: text };
-    }
+  let data: any = null;
+  try {
+    data = text.length > 0 ? JSON.parse(text) : {};
+  } catch {
+    // Jupyter's HTML error page: the route does not exist, so the extension is off.
+    data = null;
+  }
+  if (data === null) {
+    throw new Error(
+      `the cml-nb server extension did not answer (HTTP ${response.status}): ` +
+        "run 'jupyter server extension enable cml_nb' and restart Jupyter"
+    );
   }
   if (!response.ok) {
-    const message: string =
-      data.message || `cml-nb server extension answered HTTP ${response.status}`;
-    throw new Error(message);
+    throw new Error(
+      data.message || `the cml-nb server extension answered HTTP ${response.status}`
+    );
   }
   return data as T;
 }

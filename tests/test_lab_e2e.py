@@ -1,0 +1,156 @@
+"""End to end: a real JupyterLab on 127.0.0.1, driven by headless Chromium (playwright-core).
+
+Needs Debian's ``chromium``, Node.js, ``extension/node_modules`` (``jlpm install``
+in ``extension/``, which ``pip install -e .`` runs) and the built extension in
+``cml_nb/labextension``. Screenshots land in ``test-artifacts/lab-e2e/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+REPO = Path(__file__).resolve().parent.parent
+EXTENSION = REPO / "extension"
+BUILT = REPO / "cml_nb" / "labextension"
+ARTIFACTS = REPO / "test-artifacts" / "lab-e2e"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+HEADING = "Churn model: weekly retrain"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
+    pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_notebook(path: Path) -> None:
+    code = new_code_cell("print('accuracy 0.93')", execution_count=1)
+    code.outputs = [new_output("stream", name="stdout", text="accuracy 0.93\n")]
+    nb = new_notebook(
+        cells=[new_markdown_cell(f"# {HEADING}\n\nThe model improved this week."), code],
+        metadata={
+            # Without a kernelspec, Lab opens a "Select Kernel" modal over everything.
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+    )
+    nbformat.write(nb, path)
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    missing = [
+        p
+        for p in (BUILT / "static" / "style.js", EXTENSION / "node_modules" / "playwright-core")
+        if not p.exists()
+    ]
+    assert not missing, f"missing {missing}: run 'jlpm install && jlpm build' in extension/"
+    root = tmp_path / "root"
+    root.mkdir()
+    write_notebook(root / "demo.ipynb")
+    # The freshly built extension, ahead of any installed copy (extra paths come first).
+    labext = tmp_path / "labextensions"
+    labext.mkdir()
+    (labext / "cml-nb").symlink_to(BUILT, target_is_directory=True)
+    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    token, port = secrets.token_hex(16), free_port()
+    env = {
+        **os.environ,
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+    }
+    log = (tmp_path / "lab.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+         "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         f"--LabApp.extra_labextensions_path={labext}",
+         # Enabled here too, so the test does not depend on how cml-nb was installed.
+         "--ServerApp.jpserver_extensions", "cml_nb=True"],
+        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, (tmp_path / "lab.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
+                time.sleep(0.3)
+        yield Lab(url, token, root)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "lab.log", ARTIFACTS / "lab.log")
+
+
+def drive(lab: Lab, steps: str) -> dict[str, object]:
+    env = {
+        **os.environ,
+        "CMLNB_URL": lab.url,
+        "CMLNB_TOKEN": lab.token,
+        "CMLNB_NOTEBOOK": "demo.ipynb",
+        "CMLNB_HEADING": HEADING,
+        "CMLNB_ARTIFACTS": str(ARTIFACTS),
+        "CMLNB_STEPS": steps,
+        "CHROMIUM": CHROMIUM,
+    }
+    done = subprocess.run(
+        ["node", str(EXTENSION / "e2e" / "e2e.js")],
+        env=env, cwd=EXTENSION, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    seen: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return seen
+
+
+def test_preview_shows_the_report_in_a_sandboxed_panel(lab: Lab) -> None:
+    seen = drive(lab, "preview")
+    assert seen["sandbox"] == ""  # the frame runs no scripts
+    assert HEADING in str(seen["reportText"])
+    assert "accuracy 0.93" in str(seen["reportText"])
+    assert seen["panels"] == 1  # pressing again refreshed the same panel
+    assert (ARTIFACTS / "preview-panel.png").stat().st_size > 10_000
