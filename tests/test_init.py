@@ -1,0 +1,333 @@
+"""`cml-nb init`: the pipelines it writes are valid CI files whose cml-nb commands exist."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+from check_jsonschema import main as check_jsonschema
+from click.testing import CliRunner
+
+from cml_nb.cli import main
+from cml_nb.pipelines import PipelineOptions, render
+
+NOTEBOOKS = Path(__file__).parent / "notebooks"
+SCHEMAS = {"github": "vendor.github-workflows", "gitlab": "vendor.gitlab-ci"}
+FILES = {"github": ".github/workflows/cml-nb.yml", "gitlab": ".gitlab-ci.yml"}
+
+COMBINATIONS = [
+    (forge, gpu, sweep, requirements)
+    for forge, gpu, sweep, requirements in itertools.product(
+        ("github", "gitlab"), (False, True), (False, True), (False, True)
+    )
+]
+
+
+def _id(combo: tuple[str, bool, bool, bool]) -> str:
+    forge, gpu, sweep, requirements = combo
+    return "-".join(
+        [forge] + [n for n, on in (("gpu", gpu), ("sweep", sweep), ("req", requirements)) if on]
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A git work tree holding one notebook, as the working directory."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=30)
+    shutil.copy(NOTEBOOKS / "emits_metrics.ipynb", tmp_path / "train.ipynb")
+    monkeypatch.chdir(tmp_path)
+    for name in ("GITHUB_TOKEN", "GITLAB_TOKEN", "REPO_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def _init(*args: str) -> Any:
+    return CliRunner().invoke(main, ["init", *args], catch_exceptions=False)
+
+
+def _generate(repo: Path, combo: tuple[str, bool, bool, bool]) -> Path:
+    forge, gpu, sweep, requirements = combo
+    args = ["--forge", forge, "--notebook", "train.ipynb"]
+    if gpu:
+        args += ["--gpu-runner", "aws"]
+    if sweep:
+        args += ["--sweep", "--shards", "3"]
+    if requirements:
+        (repo / "requirements.txt").write_text("scikit-learn\n")
+    result = _init(*args)
+    assert result.exit_code == 0, result.output
+    return repo / FILES[forge]
+
+
+# --- the generated files against the official schemas --------------------------------
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=[_id(c) for c in COMBINATIONS])
+def test_generated_file_validates_against_the_official_schema(
+    repo: Path, combo: tuple[str, bool, bool, bool]
+) -> None:
+    path = _generate(repo, combo)
+    result = CliRunner().invoke(
+        check_jsonschema, ["--builtin-schema", SCHEMAS[combo[0]], str(path)]
+    )
+    assert result.exit_code == 0, result.output + path.read_text()
+
+
+@pytest.mark.parametrize("forge", ["github", "gitlab"])
+def test_schema_check_rejects_a_broken_file(tmp_path: Path, forge: str) -> None:
+    # The validation above can fail: a job without steps/script is refused.
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\njobs:\n  x: {runs-on: 3}\n" if forge == "github" else "job: {script: 3}\n"
+    )
+    result = CliRunner().invoke(check_jsonschema, ["--builtin-schema", SCHEMAS[forge], str(broken)])
+    assert result.exit_code == 1
+
+
+# --- every cml-nb command line they contain exists with those flags --------------------
+
+
+def _scripts(document: dict[str, Any], forge: str) -> list[str]:
+    if forge == "github":
+        return [s["run"] for job in document["jobs"].values() for s in job["steps"] if "run" in s]
+    return [
+        line
+        for job in document.values()
+        if isinstance(job, dict) and "script" in job
+        for line in (*job.get("before_script", []), *job["script"])
+    ]
+
+
+def cml_nb_commands(text: str, forge: str) -> list[list[str]]:
+    """Each `cml-nb ...` line of the pipeline, with CI expressions given sample values."""
+    found = []
+    for script in _scripts(yaml.safe_load(text), forge):
+        for line in script.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\$\{\{[^}]*\}\}", "7", line)  # ${{ matrix.shard }}
+            line = re.sub(r"\$\{?[A-Z_][A-Z0-9_]*\}?", "7", line)  # $SHARD, ${CI_PIPELINE_ID}
+            words = shlex.split(line)
+            if words and words[0] == "cml-nb":
+                found.append(words)
+    return found
+
+
+def resolve(words: list[str]) -> click.Context:
+    """Parse a cml-nb command line with the real click app; raises click.UsageError."""
+    ctx = click.Context(main, info_name="cml-nb")
+    command: click.Command = main
+    name, rest = "cml-nb", words[1:]
+    while isinstance(command, click.Group):
+        assert rest, f"{' '.join(words)}: no sub-command"
+        name, *rest = rest
+        found = command.get_command(ctx, name)
+        if found is None:
+            raise click.UsageError(f"no command {name!r} in {' '.join(words)}")
+        command = found
+        ctx = click.Context(command, info_name=name, parent=ctx)
+    return command.make_context(name, rest, parent=ctx.parent)
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=[_id(c) for c in COMBINATIONS])
+def test_every_cml_nb_command_exists_with_its_flags(
+    repo: Path, combo: tuple[str, bool, bool, bool]
+) -> None:
+    path = _generate(repo, combo)
+    commands = cml_nb_commands(path.read_text(), combo[0])
+    verbs = {words[1] for words in commands}
+    assert ("sweep" if combo[2] else "run") in verbs
+    assert ("runner" in verbs) == combo[1]
+    for words in commands:
+        try:
+            resolve(words)
+        except click.UsageError as error:
+            pytest.fail(f"{shlex.join(words)}: {error.format_message()}")
+
+
+def test_resolve_rejects_unknown_flags_and_commands() -> None:
+    with pytest.raises(click.NoSuchOption):
+        resolve(["cml-nb", "run", "train.ipynb", "--no-such-flag"])
+    with pytest.raises(click.UsageError):
+        resolve(["cml-nb", "frobnicate"])
+
+
+# --- what a user checks in the files ----------------------------------------------------
+
+
+def test_github_workflow_has_permissions_history_and_pip_cache(repo: Path) -> None:
+    workflow = yaml.safe_load(_generate(repo, ("github", False, False, True)).read_text())
+    assert workflow["permissions"] == {
+        "contents": "read",
+        "pull-requests": "write",
+        "checks": "write",
+    }
+    # PyYAML reads the bare key `on` as True (YAML 1.1); GitHub reads it as "on".
+    assert set(workflow[True]) == {"pull_request", "push"}
+    steps = workflow["jobs"]["report"]["steps"]
+    assert steps[0] == {"uses": "actions/checkout@v4", "with": {"fetch-depth": 0}}
+    assert steps[1]["with"]["cache"] == "pip"
+    assert steps[1]["with"]["cache-dependency-path"] == "requirements.txt"
+    assert "-r requirements.txt" in steps[2]["run"]
+    run = next(s for s in steps if "cml-nb run" in s.get("run", ""))
+    assert run["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
+
+
+def test_github_gpu_jobs_run_on_the_label_the_launch_job_registers(repo: Path) -> None:
+    workflow = yaml.safe_load(_generate(repo, ("github", True, True, False)).read_text())
+    jobs = workflow["jobs"]
+    launch = next(s["run"] for s in jobs["launch-runner"]["steps"] if "launch" in s.get("run", ""))
+    label = launch.split("--labels ", 1)[1].strip()  # a GitHub expression, spaces and all
+    assert jobs["sweep"]["runs-on"] == ["self-hosted", label]
+    assert jobs["sweep"]["needs"] == "launch-runner"
+    assert jobs["sweep"]["strategy"]["matrix"]["shard"] == [1, 2, 3]
+    assert jobs["launch-runner"]["strategy"]["matrix"]["shard"] == [1, 2, 3]
+    assert jobs["merge"]["runs-on"] == "ubuntu-latest" and jobs["merge"]["needs"] == "sweep"
+    env = next(s["env"] for s in jobs["launch-runner"]["steps"] if "env" in s)
+    assert env["REPO_TOKEN"] == "${{ secrets.REPO_TOKEN }}"
+
+
+def test_gitlab_pipeline_runs_for_merge_requests_with_full_history(repo: Path) -> None:
+    document = yaml.safe_load(_generate(repo, ("gitlab", True, False, False)).read_text())
+    conditions = [rule["if"] for rule in document["workflow"]["rules"]]
+    assert '$CI_PIPELINE_SOURCE == "merge_request_event"' in conditions
+    assert document["variables"]["GIT_DEPTH"] == "0"
+    job = document["cml-nb"]
+    assert job["tags"] == ["cml-nb-$CI_PIPELINE_ID"] and job["needs"] == ["launch-runner"]
+    assert "--labels cml-nb-$CI_PIPELINE_ID" in document["launch-runner"]["script"][0]
+    assert document["stages"] == ["launch", "report"]
+
+
+# --- the command line -------------------------------------------------------------------
+
+
+def test_refuses_to_overwrite_without_force(repo: Path) -> None:
+    target = repo / ".gitlab-ci.yml"
+    target.write_text("mine: {script: [echo]}\n")
+    result = CliRunner().invoke(main, ["init", "--forge", "gitlab"])
+    assert result.exit_code == 2
+    assert "already exists" in result.output and "--force" in result.output
+    assert target.read_text() == "mine: {script: [echo]}\n"
+    assert _init("--forge", "gitlab", "--force").exit_code == 0
+    assert "cml-nb run train.ipynb --publish" in target.read_text()
+
+
+def test_prints_the_secrets_to_add(repo: Path) -> None:
+    result = _init("--forge", "github", "--gpu-runner", "aws")
+    for name in ("REPO_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert name in result.output
+    gitlab = _init("--forge", "gitlab")
+    assert "GITLAB_TOKEN" in gitlab.output and "CI_JOB_TOKEN" in gitlab.output
+    assert "merge request" in gitlab.output
+
+
+def test_forge_and_notebook_are_detected(repo: Path) -> None:
+    subprocess.run(
+        ["git", "remote", "add", "origin", "https://gitlab.example.com/me/p.git"],
+        check=True,
+        timeout=30,
+    )
+    result = _init()
+    assert result.exit_code == 0, result.output
+    assert "cml-nb run train.ipynb --publish" in (repo / ".gitlab-ci.yml").read_text()
+
+
+def test_a_notebook_in_a_subfolder_runs_from_the_root(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (repo / "nb").mkdir()
+    (repo / "train.ipynb").rename(repo / "nb" / "train.ipynb")
+    monkeypatch.chdir(repo / "nb")
+    assert _init("--forge", "github", "--notebook", "train.ipynb").exit_code == 0
+    assert "cml-nb run nb/train.ipynb --publish" in (repo / FILES["github"]).read_text()
+
+
+def test_a_local_kernel_name_is_replaced_by_python3(repo: Path) -> None:
+    nb = json.loads((repo / "train.ipynb").read_text())
+    nb["metadata"]["kernelspec"]["name"] = "conda-env-ml-py"
+    (repo / "train.ipynb").write_text(json.dumps(nb))
+    _init("--forge", "github")
+    assert (
+        "cml-nb run train.ipynb --kernel python3 --publish" in (repo / FILES["github"]).read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--forge", "github", "--notebook", "missing.ipynb"], 3, "not found"),
+        (["--notebook", "train.ipynb"], 2, "--forge github"),
+        (["--forge", "github", "--output", "ci/cml.yml"], 2, ".github/workflows"),
+        (["--forge", "github", "--sweep", "--shards", "1"], 2, "1"),
+    ],
+)
+def test_usage_errors_are_one_actionable_line(
+    repo: Path, args: list[str], code: int, message: str
+) -> None:
+    result = CliRunner().invoke(main, ["init", *args])
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert not (repo / ".github").exists()
+
+
+def test_several_notebooks_need_a_choice(repo: Path) -> None:
+    shutil.copy(repo / "train.ipynb", repo / "eval.ipynb")
+    result = CliRunner().invoke(main, ["init", "--forge", "github"])
+    assert result.exit_code == 2 and "--notebook" in result.output
+
+
+def test_dry_run_prints_and_writes_nothing(repo: Path) -> None:
+    result = _init("--forge", "github", "--dry-run")
+    assert result.exit_code == 0
+    assert yaml.safe_load(result.output)["name"] == "cml-nb"
+    assert not (repo / ".github").exists()
+
+
+def test_gitlab_output_elsewhere_says_how_to_include_it(repo: Path) -> None:
+    result = _init("--forge", "gitlab", "--output", "ci/cml-nb.yml")
+    assert result.exit_code == 0
+    assert (repo / "ci" / "cml-nb.yml").is_file() and "include" in result.output
+
+
+def test_settings_come_from_pyproject(repo: Path) -> None:
+    (repo / "pyproject.toml").write_text('[tool.cml-nb.init]\nforge = "gitlab"\npython = "3.11"\n')
+    assert _init().exit_code == 0
+    assert "image: python:3.11" in (repo / ".gitlab-ci.yml").read_text()
+
+
+# --- the sweep's shard and merge lines work together, for real ---------------------------
+
+
+def test_sweep_shards_and_merge_lines_run_as_ci_would(repo: Path) -> None:
+    (repo / "sweep.yaml").write_text("parameters: {epochs: 1}\ngrid: {lr: [0.1, 0.2]}\n")
+    text = render(PipelineOptions("gitlab", "train.ipynb", sweep=True, shards=2)).text
+    document = yaml.safe_load(text)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env["XDG_CACHE_HOME"] = str(repo / ".xdg")
+    for shard in ("1", "2"):
+        for line in document["sweep"]["script"]:
+            done = subprocess.run(
+                ["bash", "-c", line, "shard"],
+                cwd=repo,
+                env={**env, "SHARD": shard, "PYTHONUNBUFFERED": "1"},
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            assert done.returncode == 0, done.stderr
+    merge = [line for line in document["merge"]["script"] if "sweep merge" in line]
+    done = subprocess.run(
+        ["bash", "-c", merge[0]], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    merged = json.loads((repo / "sweeps" / "train" / "sweep.json").read_text())
+    assert len(merged["runs"]) == 2
