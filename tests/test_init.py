@@ -166,8 +166,10 @@ def test_resolve_rejects_unknown_flags_and_commands() -> None:
 
 def test_github_workflow_has_permissions_history_and_pip_cache(repo: Path) -> None:
     workflow = yaml.safe_load(_generate(repo, ("github", False, False, True)).read_text())
-    assert workflow["permissions"] == {
-        "contents": "read",
+    assert workflow["permissions"] == {"contents": "read"}
+    # The publishing job may comment, create checks, and push images (assets branch).
+    assert workflow["jobs"]["report"]["permissions"] == {
+        "contents": "write",
         "pull-requests": "write",
         "checks": "write",
     }
@@ -192,6 +194,8 @@ def test_github_gpu_jobs_run_on_the_label_the_launch_job_registers(repo: Path) -
     assert jobs["sweep"]["strategy"]["matrix"]["shard"] == [1, 2, 3]
     assert jobs["launch-runner"]["strategy"]["matrix"]["shard"] == [1, 2, 3]
     assert jobs["merge"]["runs-on"] == "ubuntu-latest" and jobs["merge"]["needs"] == "sweep"
+    assert jobs["merge"]["permissions"]["pull-requests"] == "write"
+    assert "permissions" not in jobs["launch-runner"] and "permissions" not in jobs["sweep"]
     env = next(s["env"] for s in jobs["launch-runner"]["steps"] if "env" in s)
     assert env["REPO_TOKEN"] == "${{ secrets.REPO_TOKEN }}"
 

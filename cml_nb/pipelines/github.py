@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 PATH = PurePosixPath(".github/workflows/cml-nb.yml")
 SETTINGS = "repository Settings > Secrets and variables > Actions > New repository secret"
 
-# Reports go to pull requests and checks; the default branch's runs are the baseline.
-PERMISSIONS = {"contents": "read", "pull-requests": "write", "checks": "write"}
+#: What every job may do: read the code.
+READ = {"contents": "read"}
+#: What a publishing job may do: comment on pull requests, create check runs, and
+#: (``contents: write``) push images to the assets branch and comment on commits of
+#: the default branch. With S3 storage, ``contents: read`` is enough.
+PUBLISH = {"contents": "write", "pull-requests": "write", "checks": "write"}
 
 
 def build(options: PipelineOptions) -> Pipeline:
@@ -40,7 +44,7 @@ def build(options: PipelineOptions) -> Pipeline:
     workflow: dict[str, Any] = {
         "name": "cml-nb",
         "on": {"pull_request": None, "push": {"branches": [options.branch]}},
-        "permissions": dict(PERMISSIONS),
+        "permissions": dict(READ),
         # A new push to the same pull request makes the older run pointless.
         "concurrency": {"group": "cml-nb-${{ github.ref }}", "cancel-in-progress": True},
         "jobs": jobs,
@@ -94,6 +98,7 @@ def _report_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
     if gpu:
         job["needs"] = "launch-runner"
     job["runs-on"] = _runs_on(gpu, "cml-nb-${{ github.run_id }}")
+    job["permissions"] = dict(PUBLISH)
     job["steps"] = [
         *_setup_steps(options),
         {"name": "Run and publish", "run": commands.run_command(options), "env": _token_env()},
@@ -137,6 +142,7 @@ def _merge_job(options: PipelineOptions) -> dict[str, Any]:
         # Publish what the shards that finished found, even when one failed.
         "if": "${{ !cancelled() }}",
         "runs-on": "ubuntu-latest",
+        "permissions": dict(PUBLISH),
         "steps": [
             *_setup_steps(options),
             {
