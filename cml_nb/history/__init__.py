@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cml_nb.history.base import (
     DEFAULT_METRICS_PATH,
@@ -44,7 +44,18 @@ from cml_nb.history.gate import (
     parse_gate,
     regression_gate,
 )
-from cml_nb.history.trend import Trend, TrendPoint, plot_trend, trend, trend_markdown, trend_text
+from cml_nb.history.trend import (
+    Trend,
+    TrendPoint,
+    plot_trend,
+    trend,
+    trend_markdown,
+    trend_table,
+    trend_text,
+)
+
+if TYPE_CHECKING:
+    from cml_nb.report.model import Report
 
 __all__ = [
     "DEFAULT_METRICS_PATH",
@@ -57,6 +68,7 @@ __all__ = [
     "MetricDelta",
     "Trend",
     "TrendPoint",
+    "add_trend",
     "auto_ref",
     "check_gates",
     "compare",
@@ -75,6 +87,7 @@ __all__ = [
     "resolve_commit",
     "trend",
     "trend_markdown",
+    "trend_table",
     "trend_text",
 ]
 
@@ -151,3 +164,19 @@ def compare(
     if result.gates:
         result.report["gates"] = result.gate_lines()
     return result
+
+
+def add_trend(report: Report, result: Trend) -> None:
+    """Put the trend (heading, plot, table, notes) at the top of the report's body."""
+    from cml_nb.report.model import ImageBlock, MarkdownBlock, NoteBlock, TableBlock
+
+    names = ", ".join(result.metrics)
+    asset = report.add_asset(plot_trend(result), "image/png")
+    columns, rows = trend_table(result)
+    blocks = [
+        MarkdownBlock(f"### Trend of {names} on {result.ref}", role="markdown"),
+        ImageBlock(asset.name, alt=f"trend of {names}"),
+        TableBlock(columns, rows, caption=f"{names} over the last {len(rows)} commits"),
+        *(NoteBlock(note, level="warning") for note in result.notes),
+    ]
+    report.blocks[0:0] = blocks

@@ -130,13 +130,16 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def parse_metrics_file(data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Metrics and parameters from a ``metrics.json``, ``run.json`` or ``report.json``."""
+    """Metrics and parameters from a ``metrics.json``, ``run.json``, ``report.json`` or comment.
+
+    A top-level ``metrics`` mapping (run records, reports, the comment's hidden payload)
+    holds the metrics, with ``parameters`` (or ``params``) beside it; any other mapping is
+    a metrics file, nested tables flattened with dots as DVC does.
+    """
     if not isinstance(data, Mapping):
         return {}, {}
-    if isinstance(data.get("metrics"), Mapping) and (
-        {"status", "schema", "parameters"} & set(data)
-    ):
-        params = data.get("parameters")
+    if isinstance(data.get("metrics"), Mapping):
+        params = data.get("parameters", data.get("params"))
         return _flatten(data["metrics"]), dict(params) if isinstance(params, Mapping) else {}
     return _flatten(data), {}
 
