@@ -123,3 +123,16 @@ def test_html_renders_in_headless_chromium(executed: Path, tmp_path: Path) -> No
     dom = done.stdout
     assert "<table>" in dom and "hello from stdout" in dom
     assert dom.count("data:image/") == 4
+
+
+def test_run_writes_the_bundle_by_default_even_when_a_cell_fails(tmp_path: Path) -> None:
+    out = tmp_path / "failed" / "nb.ipynb"
+    code, output = cml_nb("run", str(NOTEBOOKS / "raises_in_cell_2.ipynb"), "-o", str(out))
+    assert code == 1, output
+    markdown = (out.parent / "report" / "report.md").read_text()
+    assert "❌ failed" in markdown and "ValueError: bad value 1" in markdown.split("---")[0]
+    assert json.loads((out.parent / "report" / "report.json").read_text())["status"] == "failed"
+    quiet = tmp_path / "quiet" / "nb.ipynb"
+    code, output = cml_nb("run", str(NOTEBOOKS / "trivial.ipynb"), "-o", str(quiet), "--no-report")
+    assert code == 0, output
+    assert not (quiet.parent / "report").exists()

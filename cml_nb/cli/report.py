@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -50,6 +51,31 @@ def budget(forge: str | None, max_chars: int | None) -> int:
     from cml_nb.report.budget import FORGE_LIMITS
 
     return max_chars if max_chars is not None else FORGE_LIMITS[forge or default_forge()]
+
+
+def write_run_report(record: Any) -> Path | None:
+    """The bundle of a ``cml-nb run`` in ``report/`` beside its executed notebook.
+
+    When the run failed, a report that cannot be written is only a warning, so
+    the run's own exit code (the more useful one) still comes out.
+    """
+    from cml_nb.errors import CmlNbError
+    from cml_nb.report import build_report, write_bundle
+
+    executed = Path(record.output)
+    try:
+        bundle = write_bundle(
+            build_report([executed], records=[record]),
+            executed.parent / "report",
+            max_chars=budget(None, None),
+        )
+    except CmlNbError as error:
+        if record.succeeded:
+            raise
+        click.secho(f"cml-nb: warning: no report: {error}", err=True, fg="yellow")
+        return None
+    click.echo(f"report: {bundle / 'report.md'}", err=True)
+    return bundle
 
 
 @click.command()

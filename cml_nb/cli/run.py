@@ -49,6 +49,11 @@ def timing_summary(record: Any, top: int = 5) -> str:
     "--log-output/--no-log-output", default=None,
     help="Stream cell output to the log (default: on when stderr is not a terminal, as in CI).",
 )  # fmt: skip
+@click.option(
+    "--report/--no-report", default=True,
+    help="Also write the report bundle (report.md, report.html, assets/, report.json) "
+    "in report/ beside the executed notebook (default: on).",
+)  # fmt: skip
 def command(
     notebook: Path,
     output: Path | None,
@@ -62,6 +67,7 @@ def command(
     keep_going: bool,
     progress: bool | None,
     log_output: bool | None,
+    report: bool,
 ) -> None:
     """Execute NOTEBOOK with parameters; write the executed notebook, run.json and metrics.json.
 
@@ -90,5 +96,9 @@ def command(
     )
     click.echo(timing_summary(record), err=True)
     click.echo(f"executed notebook: {record.output}", err=True)
+    if report:
+        from cml_nb.cli.report import write_run_report
+
+        write_run_report(record)
     if not record.succeeded:
         raise execute.failure_error(record)
