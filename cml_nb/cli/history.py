@@ -25,11 +25,11 @@ def source_options(func: F) -> F:
             help="Metrics file read at each commit (git show REF:PATH), relative to the working directory.",
         ),
         click.option(
-            "--history", "history_dir", type=click.Path(file_okay=False, path_type=Path),
+            "--history", type=click.Path(file_okay=False, path_type=Path),
             help="Folder of earlier run records (a CI cache or artifact), matched by commit.",
         ),
         click.option(
-            "--source", "sources", multiple=True, type=click.Choice(SOURCE_NAMES),
+            "--source", multiple=True, type=click.Choice(SOURCE_NAMES),
             help="Sources to try, in order (repeatable; default: git, comment, records).",
         ),
     ]  # fmt: skip
@@ -47,7 +47,7 @@ def compare_options(func: F) -> F:
             "branch in CI, else the previous commit.",
         ),
         click.option(
-            "--goal", "goals", multiple=True, metavar="NAME=max|min,...",
+            "--goal", multiple=True, metavar="NAME=max|min,...",
             help="Which direction is better per metric (default max), e.g. --goal loss=min.",
         ),
         click.option(
@@ -59,7 +59,7 @@ def compare_options(func: F) -> F:
             help="Exit 6 when METRIC got worse than the base by more than TOLERANCE (0.01 or 5%).",
         ),
         click.option(
-            "--trend", "trend_metrics", multiple=True, metavar="METRIC",
+            "--trend", multiple=True, metavar="METRIC",
             help="Add METRIC's trend over the last --trend-last commits (table and plot).",
         ),
         click.option(
@@ -89,65 +89,65 @@ def comment_reader(cwd: Path | None = None) -> CommentReader | None:
 def compare_report(
     report: Report,
     *,
-    compare_to: str | None,
-    goals: tuple[str, ...],
-    fail_if: tuple[str, ...],
-    fail_on_regression: tuple[str, ...],
-    trend_metrics: tuple[str, ...],
-    trend_last: int,
-    metrics_path: str,
-    history_dir: Path | None,
-    sources: tuple[str, ...],
+    compare_to: str | None = None,
+    goal: tuple[str, ...] = (),
+    fail_if: tuple[str, ...] = (),
+    fail_on_regression: tuple[str, ...] = (),
+    trend: tuple[str, ...] = (),
+    trend_last: int = 20,
+    metrics_path: str = "metrics.json",
+    history: Path | None = None,
+    source: tuple[str, ...] = (),
     forge: CommentReader | None = None,
 ) -> Comparison | None:
-    """Fill ``report.baseline`` and add the trend; None when nothing was asked for.
+    """Fill ``report.baseline`` and add the trend; None when no comparison was asked for.
 
-    Call ``Comparison.enforce()`` after writing the report, so a failing gate still
-    leaves the report behind.
+    The keyword arguments are the values of :func:`compare_options`. Call
+    ``Comparison.enforce()`` after writing the report, so a failing gate leaves it behind.
     """
-    from cml_nb import history
+    from cml_nb import history as hist
 
-    wants_base = compare_to or fail_if or fail_on_regression or goals
-    if not wants_base and not trend_metrics:
+    wants_base = compare_to or goal or fail_if or fail_on_regression
+    if not wants_base and not trend:
         return None
-    chosen = sources or history.SOURCES
-    if forge is None and "comment" in chosen:
+    sources = source or hist.SOURCES
+    if forge is None and "comment" in sources:
         forge = comment_reader()
     comparison = None
     if wants_base:
-        comparison = history.compare(
+        comparison = hist.compare(
             report.metrics,
             report.parameters,
             ref=compare_to or "auto",
-            goals=list(goals),
+            goals=list(goal),
             fail_if=list(fail_if),
             fail_on_regression=list(fail_on_regression),
             metrics_path=metrics_path,
-            history_dir=history_dir,
+            history_dir=history,
             forge=forge,
-            sources=chosen,
+            sources=sources,
             head_commit=report.commit,
         )
         report.baseline = comparison.report
         for line in [f"base: {comparison.baseline.summary()}", *comparison.gate_lines()]:
             click.echo(line, err=True)
-    if trend_metrics:
-        result = history.trend(
-            list(trend_metrics),
+    if trend:
+        result = hist.trend(
+            list(trend),
             last=trend_last,
             metrics_path=metrics_path,
-            history_dir=history_dir,
+            history_dir=history,
             forge=forge,
-            sources=chosen,
+            sources=sources,
             head_metrics=report.metrics,
         )
-        history.add_trend(report, result)
+        hist.add_trend(report, result)
     return comparison
 
 
 @click.command()
 @click.option(
-    "-m", "--metric", "metrics", multiple=True, required=True,
+    "-m", "--metric", multiple=True, required=True,
     help="Metric to follow (repeatable).",
 )  # fmt: skip
 @click.option("--last", type=click.IntRange(min=1), default=20, show_default=True,
@@ -158,18 +158,18 @@ def compare_report(
 @source_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a PNG line plot of the metric(s) here.")  # fmt: skip
-@click.option("--trend", "as_markdown", is_flag=True,
+@click.option("--trend", is_flag=True,
               help="Print a Markdown section (table, and the --plot image) to embed in a report.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the points as JSON.")
 def command(
-    metrics: tuple[str, ...],
+    metric: tuple[str, ...],
     last: int,
     ref: str,
     metrics_path: str,
-    history_dir: Path | None,
-    sources: tuple[str, ...],
+    history: Path | None,
+    source: tuple[str, ...],
     plot: Path | None,
-    as_markdown: bool,
+    trend: bool,
     as_json: bool,
 ) -> None:
     """Show METRIC across the last commits of a branch, as a table and a plot.
@@ -181,27 +181,27 @@ def command(
     Example: cml-nb history --metric accuracy --last 20 --plot accuracy.png
     Exit codes: 0 shown (also when no value was found), 2 bad usage.
     """
-    from cml_nb import history
+    from cml_nb import history as hist
 
-    chosen = sources or history.SOURCES
-    result = history.trend(
-        list(metrics),
+    sources = source or hist.SOURCES
+    result = hist.trend(
+        list(metric),
         last=last,
         ref=ref,
         metrics_path=metrics_path,
-        history_dir=history_dir,
-        forge=comment_reader() if "comment" in chosen else None,
-        sources=chosen,
+        history_dir=history,
+        forge=comment_reader() if "comment" in sources else None,
+        sources=sources,
     )
     if plot is not None:
-        history.plot_trend(result, plot)
+        hist.plot_trend(result, plot)
         click.echo(f"plot: {plot}", err=True)
     if as_json:
         click.echo(json.dumps(_points(result), indent=2))
-    elif as_markdown:
-        click.echo(history.trend_markdown(result, image=str(plot) if plot else None))
+    elif trend:
+        click.echo(hist.trend_markdown(result, image=str(plot) if plot else None))
     else:
-        click.echo(history.trend_text(result))
+        click.echo(hist.trend_text(result))
 
 
 def _points(result: Any) -> dict[str, Any]:
