@@ -31,7 +31,9 @@ def test_rendered_script_passes_shellcheck(tmp_path: Path) -> None:
     assert shellcheck, "shellcheck is required: apt-get install -y shellcheck"
     for forge, kind in (("github", "jit"), ("github", "token"), ("gitlab", "gitlab")):
         path = tmp_path / f"{forge}-{kind}.sh"
-        path.write_text(render(_settings(forge=forge, registration_kind=kind, user_script="echo hi")))
+        path.write_text(
+            render(_settings(forge=forge, registration_kind=kind, user_script="echo hi"))
+        )
         result = subprocess.run(
             [shellcheck, "--severity=style", str(path)], capture_output=True, text=True
         )

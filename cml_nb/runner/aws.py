@@ -11,6 +11,8 @@ errors are retried in the region's other availability zones, then, with
 from __future__ import annotations
 
 import logging
+import random
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -42,6 +44,11 @@ CAPACITY_ERRORS = frozenset(
         "MaxSpotInstanceCountExceeded",
         "Unsupported",
     }
+)
+
+#: Throttling codes EC2 uses (the same set botocore's standard retry mode backs off on).
+THROTTLING_ERRORS = frozenset(
+    {"RequestLimitExceeded", "Throttling", "ThrottlingException", "EC2ThrottledException"}
 )
 
 #: SSM public parameters naming current images (GPU: NVIDIA driver preinstalled).
@@ -160,10 +167,19 @@ class Ec2:
         self.session = session or boto3.Session()
         config = Config(
             region_name=region,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             user_agent_extra="cml-nb",
         )
         self.ec2 = self.session.client("ec2", config=config, endpoint_url=endpoint_url)
+        # RunInstances gets no automatic retries: AWS answers "no capacity" with HTTP 500,
+        # which botocore would retry in the same zone; ``launch`` moves on instead, and
+        # retries throttling itself with the same ClientToken.
+        self._launcher = self.session.client(
+            "ec2",
+            config=config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1})),
+            endpoint_url=endpoint_url,
+        )
+        self.max_attempts = max_attempts
         self.ssm = self.session.client("ssm", config=config, endpoint_url=endpoint_url)
 
     @contextmanager
@@ -334,12 +350,20 @@ class Ec2:
                 options["MaxPrice"] = spec.spot_price
             request["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": options}
         with self._errors(f"launching {spec.instance_type}"):
-            try:
-                response = self.ec2.run_instances(**request)
-            except ClientError as exc:
-                if _error_code(exc) in CAPACITY_ERRORS:
-                    raise _CapacityError(_error_code(exc)) from exc
-                raise
+            for attempt in range(1, self.max_attempts + 1):
+                try:
+                    response = self._launcher.run_instances(**request)
+                    break
+                except ClientError as exc:
+                    code = _error_code(exc)
+                    if code in CAPACITY_ERRORS:
+                        raise _CapacityError(code) from exc
+                    if code not in THROTTLING_ERRORS or attempt == self.max_attempts:
+                        raise
+                    # Full jitter: many launchers throttled together spread out.
+                    delay = random.uniform(0, min(20.0, 0.5 * 2**attempt))
+                    log.info("%s throttled (%s); retrying in %.1f s", spec.name, code, delay)
+                    time.sleep(delay)
         return _instance(response["Instances"][0])
 
     # -- finding and terminating ---------------------------------------------------------

@@ -1,0 +1,341 @@
+"""Runner launch, list, stop and cleanup against moto (EC2) and the forge emulator.
+
+Real boto3 talks to moto's server on 127.0.0.1; real PyGithub and python-gitlab talk
+to the forge emulator. Faults come through botocore event hooks. After every test
+the ``aws`` fixture asserts that no instance tagged by the test is still alive.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import string
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from runner_fixtures import REGION, Aws, aws, aws_error, moto_endpoint  # noqa: F401
+
+from cml_nb.errors import CloudError, ConfigError
+from cml_nb.runner import lifecycle
+from cml_nb.runner.aws import TAG_EXPIRES, TAG_RUNNER, Ec2
+from cml_nb.runner.lifecycle import LaunchRequest
+from cml_nb.runner.registration import GitHubRunners, GitLabRunners
+
+REPO = "octo/gpu"
+
+
+def fake_token(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36))
+
+
+@pytest.fixture
+def github(forge_emulator: Any) -> GitHubRunners:
+    token = fake_token("ghp_")
+    forge_emulator.state.add_token(token, "octo")
+    forge_emulator.state.add_repo("github", REPO)
+    return GitHubRunners(REPO, token=token, api_url=forge_emulator.github_api)
+
+
+@pytest.fixture
+def gitlab(forge_emulator: Any) -> GitLabRunners:
+    token = fake_token("glpat-")
+    forge_emulator.state.add_token(token, "octo")
+    forge_emulator.state.add_repo("gitlab", "group/gpu")
+    return GitLabRunners("group/gpu", token=token, url=forge_emulator.root)
+
+
+def cloud(aws: Aws, **options: Any) -> Ec2:
+    return Ec2(REGION, session=aws.session, endpoint_url=aws.endpoint, **options)
+
+
+def request(aws: Aws, **overrides: Any) -> LaunchRequest:
+    values: dict[str, Any] = {
+        "instance_type": "g5.xlarge",
+        "labels": ("cml-gpu",),
+        "ami": aws.ami(),
+        "tags": aws.tag,
+        "wait_running_s": 10,
+        "wait_registered_s": 0,
+        "poll_s": 0.1,
+    }
+    values.update(overrides)
+    return LaunchRequest(**values)
+
+
+def resolver(*forges: Any) -> lifecycle.ForgeResolver:
+    by_key = {(f.name, f.repository): f for f in forges}
+    return lambda name, repository: by_key.get((name, repository))
+
+
+def test_launch_tags_in_the_same_call_and_stop_terminates(aws: Aws, github: GitHubRunners) -> None:
+    sent: list[dict[str, Any]] = []
+    aws.on("provide-client-params.ec2.RunInstances", lambda params, **_: sent.append(params))
+    result = lifecycle.launch(request(aws, name="gpu-1", idle_timeout_s=300), cloud(aws), github)
+
+    assert len(sent) == 1
+    tagged = {t["Key"]: t["Value"] for t in sent[0]["TagSpecifications"][0]["Tags"]}
+    assert tagged[TAG_RUNNER] == "gpu-1" and tagged["cml-nb:repository"] == REPO
+    assert sent[0]["InstanceInitiatedShutdownBehavior"] == "terminate"
+    (live,) = aws.live()
+    tags = {t["Key"]: t["Value"] for t in live["Tags"]}
+    expires = datetime.fromisoformat(tags[TAG_EXPIRES].replace("Z", "+00:00"))
+    assert (
+        timedelta(hours=5, minutes=59) < expires - datetime.now(timezone.utc) <= timedelta(hours=6)
+    )
+    assert live["InstanceType"] == "g5.xlarge" and result.instance.id == live["InstanceId"]
+    user_data = aws.ec2.describe_instance_attribute(
+        InstanceId=live["InstanceId"], Attribute="userData"
+    )["UserData"]["Value"]
+    script = base64.b64decode(user_data).decode()
+    assert "IDLE_TIMEOUT_SECONDS=300" in script and "EXPECT_GPU=1" in script
+    assert "LABELS=cml-gpu" in script and "REGISTRATION_KIND=token" in script
+
+    views = lifecycle.list_runners(cloud(aws), resolver(github))
+    assert [(v.name, v.forge_status) for v in views if v.instance_id == live["InstanceId"]] == [
+        ("gpu-1", "missing")
+    ]
+    actions = lifecycle.stop(cloud(aws), resolver(github), "gpu-1")
+    assert [a.action for a in actions] == ["terminate"]
+    assert aws.live() == []
+
+
+def test_unknown_instance_type_fails_before_anything_is_created(
+    aws: Aws, github: GitHubRunners, forge_emulator: Any
+) -> None:
+    with pytest.raises(ConfigError, match="unknown instance type 'g5.huge'"):
+        lifecycle.launch(request(aws, instance_type="g5.huge"), cloud(aws), github)
+    assert aws.all() == []
+    assert forge_emulator.requests("POST", "/actions/runners") == []
+
+
+def test_unknown_ami_fails_and_leaves_no_forge_runner(
+    aws: Aws, github: GitHubRunners, forge_emulator: Any
+) -> None:
+    with pytest.raises(CloudError, match="InvalidAMIID.*pass --ami"):
+        lifecycle.launch(request(aws, ami="ami-00000000", single=True), cloud(aws), github)
+    assert aws.all() == []
+    assert forge_emulator.state.repo(REPO).runners == {}  # the JIT runner was removed again
+
+
+def _zone(request: Any) -> str:
+    body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+    return parse_qs(body).get("Placement.AvailabilityZone", [""])[0]
+
+
+def test_capacity_errors_are_retried_in_other_zones(aws: Aws, github: GitHubRunners) -> None:
+    tried: list[str] = []
+
+    def no_capacity_in_a_or_b(request: Any, **_: Any) -> Any:
+        tried.append(_zone(request))
+        if tried[-1] in ("us-west-2a", "us-west-2b"):
+            return aws_error("InsufficientInstanceCapacity", 500)
+        return None
+
+    aws.on("before-send.ec2.RunInstances", no_capacity_in_a_or_b)
+    result = lifecycle.launch(request(aws), cloud(aws), github)
+    assert tried[:2] == ["us-west-2a", "us-west-2b"] and result.instance.zone == tried[-1]
+    lifecycle.stop(cloud(aws), resolver(github), result.name)
+
+
+def test_spot_without_capacity_anywhere_fails_clearly(aws: Aws, github: GitHubRunners) -> None:
+    aws.on(
+        "before-send.ec2.RunInstances",
+        lambda request, **_: aws_error("InsufficientInstanceCapacity", 500),
+    )
+    with pytest.raises(CloudError, match=r"no capacity for g5\.xlarge.*--spot-fallback"):
+        lifecycle.launch(request(aws, spot=True), cloud(aws), github)
+    assert aws.all() == []
+
+
+def test_spot_falls_back_to_on_demand(aws: Aws, github: GitHubRunners) -> None:
+    def no_spot(request: Any, **_: Any) -> Any:
+        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+        return aws_error("InsufficientInstanceCapacity", 500) if "MarketType=spot" in body else None
+
+    aws.on("before-send.ec2.RunInstances", no_spot)
+    result = lifecycle.launch(
+        request(aws, spot=True, spot_fallback=True, spot_price="0.5"), cloud(aws), github
+    )
+    (live,) = aws.live()
+    assert live.get("InstanceLifecycle") != "spot" and result.instance.id == live["InstanceId"]
+    lifecycle.stop(cloud(aws), resolver(github), result.name)
+
+
+def test_spot_instance_when_there_is_capacity(aws: Aws, github: GitHubRunners) -> None:
+    result = lifecycle.launch(request(aws, spot=True), cloud(aws), github)
+    assert result.instance.spot
+    lifecycle.stop(cloud(aws), resolver(github), result.name)
+
+
+def test_throttling_is_retried_with_backoff(aws: Aws, github: GitHubRunners) -> None:
+    answers: list[str] = []
+
+    def throttle_twice(request: Any, **_: Any) -> Any:
+        answers.append("throttled" if len(answers) < 2 else "passed")
+        return aws_error("RequestLimitExceeded", 503) if answers[-1] == "throttled" else None
+
+    aws.on("before-send.ec2.RunInstances", throttle_twice)
+    result = lifecycle.launch(request(aws), cloud(aws), github)
+    assert answers == ["throttled", "throttled", "passed"]
+    lifecycle.stop(cloud(aws), resolver(github), result.name)
+
+
+def test_endless_throttling_fails_clearly_and_leaves_nothing(
+    aws: Aws, github: GitHubRunners, forge_emulator: Any
+) -> None:
+    aws.on(
+        "before-send.ec2.RunInstances",
+        lambda request, **_: aws_error("RequestLimitExceeded", 503),
+    )
+    with pytest.raises(CloudError, match="RequestLimitExceeded.*kept throttling"):
+        lifecycle.launch(request(aws, single=True), cloud(aws, max_attempts=2), github)
+    assert aws.live() == []
+    assert forge_emulator.state.repo(REPO).runners == {}
+
+
+def test_failure_after_the_instance_exists_terminates_it(aws: Aws, github: GitHubRunners) -> None:
+    def lost_response(**_: Any) -> None:
+        raise ConnectionResetError("the launcher lost AWS's answer")
+
+    aws.on("after-call.ec2.RunInstances", lost_response)
+    with pytest.raises(ConnectionResetError):
+        lifecycle.launch(request(aws), cloud(aws), github)
+    (created,) = aws.all()  # it was created, found by its tags, and terminated
+    assert created["State"]["Name"] in ("shutting-down", "terminated")
+    assert aws.live() == []
+
+
+def test_interrupt_while_waiting_terminates_the_instance(aws: Aws, github: GitHubRunners) -> None:
+    launched: list[bool] = []
+
+    def ctrl_c_once_launched(**_: Any) -> None:
+        if launched == [True]:  # the first wait for 'running' after the launch
+            launched.append(True)
+            raise KeyboardInterrupt
+
+    aws.on("after-call.ec2.RunInstances", lambda **_: launched.append(True))
+    aws.on("before-call.ec2.DescribeInstances", ctrl_c_once_launched)
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.launch(request(aws), cloud(aws), github)
+    assert len(aws.all()) == 1 and aws.live() == []
+
+
+def test_registration_timeout_terminates_and_unregisters(
+    aws: Aws, github: GitHubRunners, forge_emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(CloudError, match="did not come online on github within 1 s") as caught:
+        lifecycle.launch(request(aws, single=True, wait_registered_s=1), cloud(aws), github)
+    assert aws.live() == [] and len(aws.all()) == 1
+    assert forge_emulator.state.repo(REPO).runners == {}
+    secret = base64.b64decode(
+        aws.ec2.describe_instance_attribute(
+            InstanceId=aws.all()[0]["InstanceId"], Attribute="userData"
+        )["UserData"]["Value"]
+    ).decode()
+    jit = secret.split("REGISTRATION=")[1].split("\n")[0]
+    assert len(jit) > 20
+    for text in (str(caught.value), caplog.text):
+        assert jit not in text and github.scrubber.scrub(jit) == "***"
+
+
+def _come_online(forge_emulator: Any, name: str, stop: threading.Event) -> None:
+    """Plays the runner agent: marks the runner online once it exists."""
+    repo = forge_emulator.state.repo(REPO)
+    while not stop.is_set():
+        with forge_emulator.state.lock:
+            for runner in repo.runners.values():
+                if runner["name"] == name:
+                    runner["status"] = "online"
+                    return
+        time.sleep(0.05)
+
+
+def test_waits_for_the_runner_then_cleanup_spares_it_until_expiry(
+    aws: Aws, github: GitHubRunners, forge_emulator: Any
+) -> None:
+    stop = threading.Event()
+    agent = threading.Thread(target=_come_online, args=(forge_emulator, "gpu-online", stop))
+    agent.start()
+    try:
+        result = lifecycle.launch(
+            request(aws, name="gpu-online", single=True, wait_registered_s=10),
+            cloud(aws),
+            github,
+        )
+    finally:
+        stop.set()
+        agent.join()
+    assert result.registered
+    views = [
+        v for v in lifecycle.list_runners(cloud(aws), resolver(github)) if v.name == "gpu-online"
+    ]
+    assert [v.forge_status for v in views] == ["online"]
+
+    spared = lifecycle.cleanup(cloud(aws), resolver(github), grace_s=0)
+    assert not [a for a in spared if "gpu-online" in a.target]
+    assert len(aws.live()) == 1
+
+    later = datetime.now(timezone.utc) + timedelta(hours=7)
+    actions = lifecycle.cleanup(cloud(aws), resolver(github), grace_s=0, now=later)
+    mine = [str(a) for a in actions if "gpu-online" in a.target]
+    assert mine and "max lifetime ended" in mine[0]
+    assert aws.live() == []
+
+
+def test_busy_runner_is_not_stopped_without_force(
+    aws: Aws, github: GitHubRunners, forge_emulator: Any
+) -> None:
+    result = lifecycle.launch(request(aws, name="gpu-busy", single=True), cloud(aws), github)
+    runner = next(iter(forge_emulator.state.repo(REPO).runners.values()))
+    runner.update(status="online", busy=True)
+    with pytest.raises(CloudError, match="running a job.*--force"):
+        lifecycle.stop(cloud(aws), resolver(github), "gpu-busy")
+    assert len(aws.live()) == 1
+    actions = lifecycle.stop(cloud(aws), resolver(github), result.name, force=True)
+    assert sorted(a.action for a in actions) == ["terminate", "unregister"]
+    assert forge_emulator.state.repo(REPO).runners == {} and aws.live() == []
+
+
+def test_cleanup_terminates_orphans_and_unregisters_dead_runners(
+    aws: Aws, github: GitHubRunners, forge_emulator: Any
+) -> None:
+    lifecycle.launch(request(aws, name="gpu-orphan", single=True), cloud(aws), github)
+    assert len(forge_emulator.state.repo(REPO).runners) == 1  # registered, never online
+
+    assert lifecycle.cleanup(cloud(aws), resolver(github), grace_s=3600) == []  # within grace
+    dry = lifecycle.cleanup(cloud(aws), resolver(github), grace_s=0, dry_run=True)
+    assert len(aws.live()) == 1 and any("gpu-orphan" in a.target for a in dry)
+
+    actions = [str(a) for a in lifecycle.cleanup(cloud(aws), resolver(github), grace_s=0)]
+    assert any("gpu-orphan" in a and "offline" in a for a in actions if a.startswith("terminate"))
+    assert any(a.startswith("unregister github runner") for a in actions)
+    assert aws.live() == [] and forge_emulator.state.repo(REPO).runners == {}
+
+
+def test_gitlab_runner_launch_and_stop(
+    aws: Aws, gitlab: GitLabRunners, forge_emulator: Any
+) -> None:
+    result = lifecycle.launch(
+        request(aws, name="gl-gpu", labels=("cml-gpu", "cuda")), cloud(aws), gitlab
+    )
+    repo = forge_emulator.state.repo("group/gpu")
+    (runner,) = repo.runners.values()
+    assert runner["description"] == "gl-gpu" and runner["tag_list"] == ["cml-gpu", "cuda"]
+    script = base64.b64decode(
+        aws.ec2.describe_instance_attribute(InstanceId=result.instance.id, Attribute="userData")[
+            "UserData"
+        ]["Value"]
+    ).decode()
+    assert f"REGISTRATION={runner['token']}" in script
+    assert f"FORGE_URL={forge_emulator.root}" in script
+    views = lifecycle.list_runners(cloud(aws), resolver(gitlab))
+    assert [v.forge_status for v in views if v.name == "gl-gpu"] == ["offline"]
+    actions = lifecycle.stop(cloud(aws), resolver(gitlab), "gl-gpu")
+    assert sorted(a.action for a in actions) == ["terminate", "unregister"]
+    assert repo.runners == {} and aws.live() == []
