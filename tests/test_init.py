@@ -335,3 +335,17 @@ def test_sweep_shards_and_merge_lines_run_as_ci_would(repo: Path) -> None:
     assert done.returncode == 0, done.stderr
     merged = json.loads((repo / "sweeps" / "train" / "sweep.json").read_text())
     assert len(merged["runs"]) == 2
+
+
+# --- the examples in docs/ci.md are what init writes today ------------------------------
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+@pytest.mark.parametrize("forge", ["github", "gitlab"])
+def test_docs_show_the_current_output(forge: str) -> None:
+    text = (DOCS / "ci.md").read_text()
+    shown = re.search(rf"<!-- init:{forge} -->\n```yaml\n(.*?)```", text, re.DOTALL)
+    assert shown is not None, f"docs/ci.md lost its <!-- init:{forge} --> example"
+    options = PipelineOptions(forge, "train.ipynb", requirements=("requirements.txt",))
+    assert shown.group(1) == render(options).text
