@@ -128,6 +128,8 @@ def metrics_table(report: Report) -> tuple[list[str], list[list[str]]]:
     base: Mapping[str, Any] | None = (report.baseline or {}).get("metrics")
     if base is None:
         return ["Metric", "Value"], [[k, format_value(v)] for k, v in report.metrics.items()]
+    # The history stage's delta cells know each metric's goal (better/worse marks).
+    deltas: Mapping[str, str] = (report.baseline or {}).get("deltas") or {}
     rows = []
     for name in [*report.metrics, *(k for k in base if k not in report.metrics)]:
         value, old = report.metrics.get(name), base.get(name)
@@ -136,7 +138,9 @@ def metrics_table(report: Report) -> tuple[list[str], list[list[str]]]:
                 name,
                 format_value(value) if name in report.metrics else "—",
                 format_value(old) if name in base else "—",
-                _delta(value, old) if name in report.metrics and name in base else "",
+                deltas[name]
+                if name in deltas
+                else (_delta(value, old) if name in report.metrics and name in base else ""),
             ]
         )
     return ["Metric", "Value", "Base", "Δ"], rows
@@ -181,8 +185,20 @@ def header_markdown(report: Report) -> str:
         columns, rows = metrics_table(report)
         source = (report.baseline or {}).get("source")
         note = f"\n\n<sub>Base: {escape(str(source))}</sub>" if source else ""
-        parts.append(pipe_table(columns, rows) + note)
-    if report.parameters:
+        gates = "".join(f"\n- {escape(line)}" for line in (report.baseline or {}).get("gates", []))
+        parts.append(pipe_table(columns, rows) + note + ("\n" + gates if gates else ""))
+    base_params: Mapping[str, Any] = (report.baseline or {}).get("parameters") or {}
+    if report.parameters and base_params:  # the parameters diff: base value where it differs
+        rows = [
+            [
+                k,
+                format_value(v),
+                format_value(base_params.get(k)) if base_params.get(k) != v else "",
+            ]
+            for k, v in report.parameters.items()
+        ]
+        parts.append(pipe_table(["Parameter", "Value", "Base (if changed)"], rows))
+    elif report.parameters:
         rows = [[k, format_value(v)] for k, v in report.parameters.items()]
         parts.append(pipe_table(["Parameter", "Value"], rows))
     parts.append("---")
