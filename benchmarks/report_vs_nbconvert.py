@@ -22,9 +22,8 @@ from _timing import compare, time_command
 
 SETUP = """import numpy as np
 import pandas as pd
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+%matplotlib inline
 from IPython.display import display
 rng = np.random.default_rng(0)"""
 
