@@ -42,9 +42,7 @@ def preview(notebook: Path) -> dict[str, str]:
     Raises:
         NotebookReadError: the notebook is missing or not a notebook.
     """
-    from cml_nb.report.build import build_report
-    from cml_nb.report.html import to_html
-    from cml_nb.report.markdown import to_markdown
+    from cml_nb.report import build_report, to_html, to_markdown
 
     report = build_report([notebook])
     return {"markdown": to_markdown(report), "html": to_html(report)}
