@@ -1,0 +1,92 @@
+"""``cml-nb publish``: post a report bundle as a sticky comment on the PR, MR or commit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def forge_options(func: F) -> F:
+    """``--forge``, ``--repo``, ``--token``, ``--api-url`` (shared with ``pr create``)."""
+    decorators = [
+        click.option("--forge", type=click.Choice(["github", "gitlab"]),
+                     help="Forge (default: from CI variables or the git remote)."),
+        click.option("--repo", metavar="OWNER/NAME",
+                     help="Repository or GitLab project path (default: detected)."),
+        click.option("--token", metavar="TOKEN",
+                     help="API token (default: GITHUB_TOKEN, GH_TOKEN, GITLAB_TOKEN, "
+                          "CI_JOB_TOKEN or REPO_TOKEN). Prefer the variables: flags show in `ps`."),
+        click.option("--api-url", metavar="URL",
+                     help="REST API root for self-hosted forges (default: GITHUB_API_URL or "
+                          "CI_API_V4_URL)."),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def publish_options(func: F) -> F:
+    """Options of ``publish`` that ``run --publish`` also takes."""
+    decorators = [
+        click.option("--target", default="auto", show_default=True,
+                     help="auto, pr, pr/N (mr/N), commit, commit/SHA or issue/N."),
+        click.option("--storage", metavar="NAME",
+                     help="Where images go: github-branch[:BRANCH], gitlab-uploads or "
+                          "s3://BUCKET/PREFIX[?presign=SECONDS] (default: the forge's own)."),
+        click.option("--marker", metavar="NAME",
+                     help="Names the sticky comment (default: one per notebook)."),
+        click.option("--new", is_flag=True, help="Post a new comment instead of updating."),
+        click.option("--check", is_flag=True,
+                     help="Also record a GitHub check run / GitLab commit status."),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+@click.command()
+@click.argument("report_dir", type=click.Path(file_okay=False, path_type=Path))
+@publish_options
+@forge_options
+@click.option("--dry-run", is_flag=True, help="Print what would be posted and where; write nothing.")
+def command(
+    report_dir: Path,
+    target: str,
+    storage: str | None,
+    marker: str | None,
+    new: bool,
+    check: bool,
+    forge: str | None,
+    repo: str | None,
+    token: str | None,
+    api_url: str | None,
+    dry_run: bool,
+) -> None:
+    """Post REPORT_DIR (made by `cml-nb report`) as a comment that later runs update.
+
+    \b
+    The comment carries a hidden marker, so publishing again edits it in place
+    (--new posts another); images are stored once by content hash. Tokens and
+    permissions per forge: see docs/publish.md. Exit code 4: the forge refused.
+    """
+    from cml_nb.publish import publish
+
+    result = publish(
+        report_dir, forge=forge, repo=repo, target=target, token=token, api_url=api_url,
+        storage=storage, marker=marker, new=new, check=check, dry_run=dry_run,
+    )  # fmt: skip
+    for note in result.notes:
+        click.echo(note, err=True)
+    if dry_run:
+        click.echo(result.body)
+        return
+    images = f"{len(result.uploaded)} image(s) uploaded, {len(result.reused)} reused"
+    click.echo(f"{result.action} report comment on {result.target.describe()} ({images})", err=True)
+    if result.status_url is not None:
+        click.echo(f"status: {result.status_url}", err=True)
+    click.echo(result.url)

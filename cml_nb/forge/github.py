@@ -1,0 +1,402 @@
+"""The GitHub driver (PyGithub): comments, checks, statuses, Git Data API, pull requests.
+
+Transient failures (5xx, 429, secondary rate limits with ``Retry-After``) are
+retried by PyGithub's ``GithubRetry`` with bounded backoff; 401, 403 and 404 fail
+at once with a message naming the token variable and the permission to grant.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from cml_nb.errors import (
+    ForgeAuthError,
+    ForgeError,
+    RateLimitedError,
+    TargetNotFoundError,
+)
+from cml_nb.forge import comments as comment_format
+from cml_nb.forge._safety import protect, scrub
+from cml_nb.forge.base import COMMIT, PR, Comment, PullRequestInfo, Target
+from cml_nb.forge.context import GITHUB_API
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: GitHub's limit on a comment body, check-run summary and PR body.
+MAX_BODY = 65_536
+#: Seconds between writes; GitHub asks for one second to stay clear of secondary limits.
+WRITE_INTERVAL_ENV = "CML_NB_GITHUB_WRITE_INTERVAL"
+
+_PERMISSIONS = {
+    "comment": "`permissions: pull-requests: write` (issues: `issues: write`)",
+    "commit-comment": "`permissions: contents: write`",
+    "contents": "`permissions: contents: write`",
+    "checks": "`permissions: checks: write`",
+    "statuses": "`permissions: statuses: write`",
+    "pulls": "`permissions: pull-requests: write` and `contents: write`",
+    "read": "read access to the repository (`permissions: contents: read`)",
+}
+
+
+class GitHubForge:
+    """One GitHub (or GitHub Enterprise) repository."""
+
+    name = "github"
+    max_comment_chars = MAX_BODY
+    default_storage = "github-branch"
+
+    def __init__(
+        self,
+        repository: str,
+        *,
+        token: str | None,
+        api_url: str | None = None,
+        token_name: str | None = None,
+    ) -> None:
+        self.repository = repository
+        self.api_url = (api_url or GITHUB_API).rstrip("/")
+        self.token_name = token_name or "GITHUB_TOKEN"
+        if not token:
+            raise ForgeAuthError(
+                "no GitHub token: export GITHUB_TOKEN (or GH_TOKEN, REPO_TOKEN) or pass --token; "
+                "in GitHub Actions add `env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}`"
+            )
+        protect(token)
+        from github import Auth, Github, GithubRetry
+
+        retry = GithubRetry(
+            total=5, backoff_factor=0.5, backoff_max=20, secondary_rate_wait=30,
+            max_rate_limit_wait=120,
+        )  # fmt: skip
+        interval = float(os.environ.get(WRITE_INTERVAL_ENV, "1.0"))
+        self._gh = Github(
+            base_url=self.api_url, auth=Auth.Token(token), retry=retry, timeout=30,
+            per_page=100, seconds_between_writes=interval, seconds_between_requests=None,
+        )  # fmt: skip
+        self._repo = self._gh.get_repo(repository, lazy=True)
+        self._login: str | None = None
+        self._login_known = False
+        self._objects: dict[tuple[str, int], Any] = {}
+
+    # -- errors --------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, doing: str, permission: str = "read") -> Iterator[None]:
+        from github import GithubException
+        from requests import RequestException
+
+        try:
+            yield
+        except GithubException as exc:
+            raise self._translate(exc, doing, permission) from None
+        except RequestException as exc:
+            raise ForgeError(scrub(
+                f"GitHub at {self.api_url} failed while {doing} ({type(exc).__name__}: {exc}); "
+                "check GITHUB_API_URL and the network, then retry"
+            )) from None  # fmt: skip
+
+    def _translate(self, exc: Any, doing: str, permission: str) -> ForgeError:
+        data = exc.data if isinstance(exc.data, dict) else {}
+        message = scrub(str(data.get("message") or exc.data or "")[:200])
+        status = exc.status
+        where = f"{self.repository} at {self.api_url}"
+        if status == 401:
+            return ForgeAuthError(
+                f"GitHub rejected the token from {self.token_name} (401 {message}) while {doing}: "
+                "it is missing, expired or revoked; set a valid token or pass --token"
+            )
+        if status == 429 or (status == 403 and "rate limit" in message.lower()):
+            return RateLimitedError(
+                f"GitHub kept rate-limiting while {doing} ({status} {message}) after retries; "
+                "wait a few minutes and rerun, or publish less often (e.g. --live with a longer interval)"
+            )
+        if status == 403:
+            need = _PERMISSIONS.get(permission, permission)
+            return ForgeAuthError(
+                f"GitHub refused {doing} on {self.repository} (403 {message}): the token from "
+                f"{self.token_name} lacks the permission; in GitHub Actions add {need} to the job, "
+                "or use a token that has it"
+            )
+        if status == 404:
+            return TargetNotFoundError(
+                f"GitHub found nothing while {doing} (404 on {where}): check --repo and --target; "
+                f"a private repository also answers 404 when the token from {self.token_name} cannot see it"
+            )
+        if status >= 500:
+            return ForgeError(
+                f"GitHub kept failing while {doing} ({status} {message}) after retries; "
+                "check https://www.githubstatus.com and rerun"
+            )
+        return ForgeError(f"GitHub refused {doing} ({status} {message})")
+
+    def _call(self, doing: str, permission: str, fn: Callable[[], T]) -> T:
+        with self._errors(doing, permission):
+            return fn()
+
+    # -- identity and targets -----------------------------------------------------
+
+    def login(self) -> str | None:
+        """The token's login; None for app installation tokens (``GITHUB_TOKEN``)."""
+        if self._login_known:
+            return self._login
+        from github import GithubException
+
+        try:
+            self._login = self._gh.get_user().login
+        except GithubException as exc:
+            if exc.status != 403:
+                raise self._translate(exc, "reading the token's user", "read") from None
+            self._login = None  # app tokens may not read /user; their comments are by bots
+        self._login_known = True
+        return self._login
+
+    def default_branch(self) -> str:
+        """The repository's default branch."""
+        return self._call("reading the repository", "read", lambda: self._repo.default_branch)
+
+    def pull_request(self, number: int) -> Target:
+        """The target for pull request ``number`` with its head commit."""
+        pull = self._call(f"reading pull request #{number}", "read", lambda: self._repo.get_pull(number))
+        return Target(self.name, self.repository, PR, number, pull.head.sha)
+
+    def pulls_for_commit(self, sha: str) -> list[Target]:
+        """Open pull requests that contain ``sha``, newest first."""
+
+        def fetch() -> list[Target]:
+            pulls = self._repo.get_commit(sha).get_pulls()
+            found = [p for p in pulls if p.state == "open"]
+            found.sort(key=lambda p: p.number, reverse=True)
+            return [Target(self.name, self.repository, PR, p.number, sha) for p in found]
+
+        return self._call(f"looking up pull requests for {sha[:12]}", "read", fetch)
+
+    def commit(self, sha: str) -> Target:
+        """The target for a commit comment on ``sha``."""
+        return Target(self.name, self.repository, COMMIT, None, sha)
+
+    # -- comments -----------------------------------------------------------------
+
+    def _thread(self, target: Target) -> Any:
+        if target.kind == COMMIT:
+            return self._repo.get_commit(target.sha or "")
+        return self._repo.get_issue(target.number or 0)
+
+    def _comment(self, raw: Any, kind: str) -> Comment:
+        self._objects[(kind, raw.id)] = raw
+        user = raw.user
+        return Comment(raw.id, raw.body or "", user.login if user else "", raw.html_url or "",
+                       bool(user and user.type == "Bot"))  # fmt: skip
+
+    def list_comments(self, target: Target) -> list[Comment]:
+        """Every comment on ``target`` (all pages), oldest first."""
+        return self._call(
+            f"reading comments of {target.describe()}", "read",
+            lambda: [self._comment(c, target.kind) for c in self._thread(target).get_comments()],
+        )  # fmt: skip
+
+    def create_comment(self, target: Target, body: str) -> Comment:
+        """Post a comment on ``target``."""
+        permission = "commit-comment" if target.kind == COMMIT else "comment"
+        return self._call(
+            f"commenting on {target.describe()}", permission,
+            lambda: self._comment(self._thread(target).create_comment(body), target.kind),
+        )  # fmt: skip
+
+    def _raw_comment(self, target: Target, comment: Comment) -> Any:
+        cached = self._objects.get((target.kind, comment.id))
+        if cached is not None:
+            return cached
+        if target.kind == COMMIT:
+            return self._repo.get_comment(comment.id)
+        return self._repo.get_issue(target.number or 0).get_comment(comment.id)
+
+    def update_comment(self, target: Target, comment: Comment, body: str) -> Comment:
+        """Replace the body of ``comment``."""
+        permission = "commit-comment" if target.kind == COMMIT else "comment"
+
+        def edit() -> Comment:
+            raw = self._raw_comment(target, comment)
+            raw.edit(body)
+            return self._comment(raw, target.kind)
+
+        return self._call(f"updating comment {comment.id} on {target.describe()}", permission, edit)
+
+    def delete_comment(self, target: Target, comment: Comment) -> None:
+        """Delete ``comment``; one already gone is fine."""
+        from github import GithubException
+
+        permission = "commit-comment" if target.kind == COMMIT else "comment"
+        try:
+            with self._errors(f"deleting comment {comment.id}", permission):
+                self._raw_comment(target, comment).delete()
+        except TargetNotFoundError:
+            pass
+        except GithubException:  # pragma: no cover - translated above
+            raise
+
+    # -- checks and statuses ------------------------------------------------------
+
+    def set_status(
+        self, sha: str, *, succeeded: bool, name: str, title: str, summary: str, url: str = ""
+    ) -> str:
+        """A completed check run on ``sha``; a commit status when checks are not allowed.
+
+        Check runs need a GitHub App token (``GITHUB_TOKEN`` is one); personal access
+        tokens get 403, and then a commit status carries the conclusion instead.
+        """
+        from github import GithubException
+
+        output: dict[str, Any] = {"title": title[:255], "summary": summary[: MAX_BODY - 1]}
+        kwargs: dict[str, Any] = {"details_url": url} if url else {}
+        try:
+            run = self._repo.create_check_run(
+                name=name, head_sha=sha, status="completed",
+                conclusion="success" if succeeded else "failure", output=output, **kwargs,
+            )  # fmt: skip
+            return str(run.html_url or run.url)
+        except GithubException as exc:
+            if exc.status != 403 or "rate limit" in str(exc.data).lower():
+                raise self._translate(exc, f"creating a check run on {sha[:12]}", "checks") from None
+            log.warning("check runs need a GitHub App token; setting a commit status instead")
+        state = "success" if succeeded else "failure"
+
+        def status() -> str:
+            made = self._repo.get_commit(sha).create_status(
+                state, target_url=url or _NOT_SET(), description=title[:140], context=name
+            )
+            return str(made.url)
+
+        return self._call(f"setting a commit status on {sha[:12]}", "statuses", status)
+
+    # -- files, branches, pull requests ------------------------------------------
+
+    def read_file(self, path: str, ref: str) -> bytes | None:
+        """A file's bytes at ``ref``; None when the file or ref does not exist."""
+        from github import GithubException
+
+        try:
+            content = self._repo.get_contents(path, ref=ref)
+        except GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise self._translate(exc, f"reading {path} at {ref}", "read") from None
+        if isinstance(content, list):
+            return None  # a folder
+        if content.encoding == "base64" and content.content:
+            return base64.b64decode(content.content)
+        blob = self._repo.get_git_blob(content.sha)  # files over 1 MB come without content
+        return base64.b64decode(blob.content)
+
+    def _ref_sha(self, branch: str) -> str | None:
+        from github import GithubException
+
+        try:
+            return str(self._repo.get_git_ref(f"heads/{branch}").object.sha)
+        except GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise self._translate(exc, f"reading branch {branch}", "read") from None
+
+    def list_files(self, branch: str) -> set[str] | None:
+        """Paths of the files on ``branch``; None when it does not exist."""
+        sha = self._ref_sha(branch)
+        if sha is None:
+            return None
+        tree = self._call(f"listing {branch}", "read", lambda: self._repo.get_git_tree(sha, recursive=True))
+        return {e.path for e in tree.tree if e.type == "blob"}
+
+    def commit_files(
+        self, branch: str, files: Mapping[str, bytes], message: str, *, start: str | None
+    ) -> str:
+        """Commit ``files`` onto ``branch`` through the Git Data API; the new commit's sha.
+
+        A concurrent push to the branch makes the fast-forward fail; the commit is
+        then rebuilt on the new tip (up to three times).
+        """
+        from github import GithubException, InputGitTreeElement
+
+        for attempt in range(3):
+            tip = self._ref_sha(branch)
+            parent = tip or start
+            with self._errors(f"committing {len(files)} file(s) to {branch}", "contents"):
+                elements = [
+                    InputGitTreeElement(path, "100644", "blob", sha=self._repo.create_git_blob(
+                        base64.b64encode(data).decode(), "base64").sha)
+                    for path, data in sorted(files.items())
+                ]  # fmt: skip
+                parent_commit = self._repo.get_git_commit(parent) if parent else None
+                if parent_commit is not None:
+                    tree = self._repo.create_git_tree(elements, parent_commit.tree)
+                else:
+                    tree = self._repo.create_git_tree(elements)
+                commit = self._repo.create_git_commit(
+                    message, tree, [parent_commit] if parent_commit else []
+                )
+                try:
+                    if tip is None:
+                        self._repo.create_git_ref(f"refs/heads/{branch}", commit.sha)
+                    else:
+                        self._repo.get_git_ref(f"heads/{branch}").edit(commit.sha, force=False)
+                    return str(commit.sha)
+                except GithubException as exc:
+                    if exc.status != 422 or attempt == 2:
+                        raise
+                    log.info("branch %s moved while committing; retrying on its new tip", branch)
+        raise ForgeError(f"could not update branch {branch}: it kept moving; rerun")  # pragma: no cover
+
+    def raw_url(self, branch: str, path: str) -> str:
+        """``<repo>/blob/<branch>/<path>?raw=true``: rendered for every reader of the repository.
+
+        For private repositories GitHub serves it to signed-in readers by redirecting
+        to a short-lived raw URL, so images stay private and still render.
+        """
+        html = self._call("reading the repository", "read", lambda: self._repo.html_url)
+        quoted = urllib.parse.quote(path)
+        return f"{html}/blob/{urllib.parse.quote(branch, safe='')}/{quoted}?raw=true"
+
+    def open_pull_request(self, *, head: str, base: str, title: str, body: str) -> PullRequestInfo:
+        """Open a pull request from ``head``, or update the open one."""
+        owner = self.repository.split("/")[0]
+
+        def run() -> PullRequestInfo:
+            open_pulls = list(self._repo.get_pulls(state="open", head=f"{owner}:{head}"))
+            if open_pulls:
+                pull = open_pulls[0]
+                pull.edit(title=title, body=body[:MAX_BODY])
+                return PullRequestInfo(pull.number, pull.html_url, head, base, "updated")
+            pull = self._repo.create_pull(base=base, head=head, title=title, body=body[:MAX_BODY])
+            return PullRequestInfo(pull.number, pull.html_url, head, base, "created")
+
+        return self._call(f"opening a pull request from {head}", "pulls", run)
+
+    # -- history ------------------------------------------------------------------
+
+    def report_metrics(self, sha: str) -> Mapping[str, Any] | None:
+        """The hidden metrics of the newest cml-nb report on ``sha``.
+
+        Commit comments first, then comments on pull requests whose report was about
+        that commit.
+        """
+        candidates = list(self.list_comments(self.commit(sha)))
+        if not candidates:
+            for pull in self.pulls_for_commit(sha):
+                candidates += self.list_comments(pull)
+        found = None
+        for comment in sorted(candidates, key=lambda c: c.id):
+            payload = comment_format.parse_metrics(comment.body)
+            if payload is not None and payload.get("sha") in (None, sha):
+                found = payload
+        return found
+
+
+def _NOT_SET() -> Any:  # noqa: N802 - PyGithub's sentinel for "leave out"
+    from github.GithubObject import NotSet
+
+    return NotSet

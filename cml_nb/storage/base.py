@@ -1,0 +1,53 @@
+"""The storage interface: put content-addressed images somewhere a comment can link them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class AssetData:
+    """One image: its content-addressed name (``<sha256>.<ext>``), bytes and MIME type."""
+
+    name: str
+    data: bytes
+    mime: str
+
+
+@dataclass
+class Stored:
+    """Where each asset is now, and what had to be uploaded.
+
+    Attributes:
+        urls: asset name -> URL to put in the comment.
+        uploaded: names uploaded by this call.
+        reused: names already stored (nothing sent).
+        notes: facts the user should know (e.g. when presigned URLs expire).
+    """
+
+    urls: dict[str, str] = field(default_factory=dict)
+    uploaded: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A place for report images.
+
+    Names are content hashes, so a stored name never changes meaning and an
+    unchanged report uploads nothing again.
+    """
+
+    name: str
+
+    def store(self, assets: Mapping[str, AssetData], *, known: Mapping[str, str]) -> Stored:
+        """Store ``assets`` not stored yet and return every asset's URL.
+
+        Args:
+            assets: images by name.
+            known: name -> URL of images the previous report comment already links;
+                backends that cannot list what they hold reuse these.
+        """
