@@ -1,0 +1,185 @@
+"""Executors: where the runs of a sweep execute, as a registry keyed by name.
+
+An executor takes ``RunTask`` objects and yields a ``TaskResult`` (or the exception
+a task raised) for each, in any order, as runs finish. Built in:
+
+* ``local``: a pool of worker processes on this machine (``-j`` of them) that
+  import papermill once and start each run's kernel while the previous run executes.
+* ``dask``: a Dask distributed cluster (``--scheduler tcp://HOST:PORT``; without
+  one, a ``LocalCluster`` on this machine).
+
+Third-party executors register under the ``cml_nb.executors`` entry-point group;
+the entry point names a factory ``(jobs: int, **options) -> Executor``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Protocol
+
+from cml_nb.errors import ConfigError, MissingDependencyError
+from cml_nb.sweep.worker import RunTask, TaskResult, execute_task, warm_up
+
+ENTRY_POINT_GROUP = "cml_nb.executors"
+
+Outcome = tuple[RunTask, TaskResult | BaseException]
+
+
+class Executor(Protocol):
+    """Runs tasks somewhere and reports each outcome as it finishes."""
+
+    def run(self, tasks: Sequence[RunTask]) -> Iterator[Outcome]:
+        """Execute ``tasks``; yield ``(task, result or exception)`` as each one finishes.
+
+        Contract: every task is yielded exactly once, unless the consumer stops early
+        (then pending tasks are cancelled); an exception raised by a task is yielded,
+        not raised, so one broken run never stops the others.
+        """
+        ...
+
+
+ExecutorFactory = Callable[..., Executor]
+_REGISTRY: dict[str, ExecutorFactory] = {}
+
+
+def register_executor(name: str, factory: ExecutorFactory) -> None:
+    """Make ``factory(jobs=..., **options)`` available as ``--executor NAME``."""
+    _REGISTRY[name] = factory
+
+
+def available() -> list[str]:
+    """Names of the registered executors, entry points included."""
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def _load_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in _REGISTRY:
+            _REGISTRY[entry.name] = entry.load()
+
+
+def get_executor(name: str, **options: Any) -> Executor:
+    """An executor by name, or a ConfigError that lists the known names."""
+    if name not in _REGISTRY:
+        _load_entry_points()
+    if name not in _REGISTRY:
+        raise ConfigError(
+            f"unknown executor {name!r}: use one of {', '.join(available())} "
+            f"(or install a package that registers it under '{ENTRY_POINT_GROUP}')"
+        )
+    return _REGISTRY[name](**options)
+
+
+def _start_method() -> str:
+    # fork copies the parent's already-imported papermill into each worker for free;
+    # other platforms (macOS, Windows) cannot fork safely.
+    return "fork" if sys.platform.startswith("linux") else "spawn"
+
+
+class LocalExecutor:
+    """A process pool on this machine; each worker keeps the next run's kernel starting."""
+
+    def __init__(self, jobs: int | None = None, **options: Any) -> None:
+        if options:
+            raise ConfigError(f"the local executor takes no {', '.join(sorted(options))} option")
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+
+    def run(self, tasks: Sequence[RunTask]) -> Iterator[Outcome]:
+        """Execute ``tasks`` on ``jobs`` worker processes (see ``Executor.run``)."""
+        if not tasks:
+            return
+        workers = min(self.jobs, len(tasks))
+        first = tasks[0]
+        # The last run of each worker starts no spare kernel that nobody would use.
+        for index, task in enumerate(tasks):
+            task.prefetch = index < len(tasks) - workers
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context(_start_method()),
+            initializer=warm_up,
+            initargs=(first.kernel, first.cwd),
+        ) as pool:
+            futures = {pool.submit(execute_task, task): task for task in tasks}
+            yield from _as_completed(futures, pool.shutdown)
+
+
+def _as_completed(
+    futures: dict[Future[TaskResult], RunTask], cancel: Callable[..., Any]
+) -> Iterator[Outcome]:
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                error = future.exception()
+                yield futures[future], (error if error is not None else future.result())
+    finally:
+        if pending:
+            cancel(wait=False, cancel_futures=True)
+
+
+class DaskExecutor:
+    """Runs each task on a Dask distributed cluster and brings back its record and files."""
+
+    def __init__(
+        self, jobs: int | None = None, scheduler: str | None = None, **options: Any
+    ) -> None:
+        if options:
+            raise ConfigError(f"the dask executor takes no {', '.join(sorted(options))} option")
+        self.jobs = jobs
+        self.scheduler = scheduler
+
+    def run(self, tasks: Sequence[RunTask]) -> Iterator[Outcome]:
+        """Submit every task to the cluster (see ``Executor.run``)."""
+        try:
+            from distributed import Client, LocalCluster, as_completed
+        except ImportError:
+            raise MissingDependencyError("--executor dask", "dask", "distributed") from None
+        if not tasks:
+            return
+        cluster = None
+        if self.scheduler:
+            client = _connect(Client, self.scheduler)
+        else:
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=self.jobs or os.cpu_count() or 1,
+                threads_per_worker=1,
+                dashboard_address=None,
+            )
+            client = Client(cluster)  # type: ignore[no-untyped-call]
+        try:
+            # A Dask worker may run tasks in threads, so each run starts its own kernel.
+            futures = {client.submit(execute_task, task, False, pure=False): task for task in tasks}
+            for future in as_completed(futures):  # type: ignore[no-untyped-call]
+                task = futures[future]
+                try:
+                    yield task, future.result()
+                except Exception as error:  # the task's own failure, already a CmlNbError or not
+                    yield task, error
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _connect(client_class: Any, address: str) -> Any:
+    from cml_nb.errors import CmlNbError
+
+    try:
+        return client_class(address, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise CmlNbError(
+            f"cannot reach the Dask scheduler at {address} ({exc}): "
+            "check the address and that the scheduler runs, or drop --scheduler to use a local cluster"
+        ) from exc
+
+
+register_executor("local", LocalExecutor)
+register_executor("dask", DaskExecutor)

@@ -1,0 +1,235 @@
+"""One run of a sweep, as executors ship it to a worker: ``execute_task(task) -> TaskResult``.
+
+A task carries the notebook's text (so a remote Dask worker needs no copy of it),
+and the result carries the run's files back, so executors on other machines need
+no shared filesystem for outputs. Each run gets a fresh kernel; to hide kernel
+start-up, a worker of the local pool starts the next run's kernel while the
+current one executes (``KernelPool``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunTask:
+    """Everything a worker needs to execute one configuration.
+
+    Attributes:
+        name: the run's folder name (``lr=0.1,depth=3``).
+        notebook_name: the notebook's file name (``train.ipynb``).
+        notebook_text: the notebook's JSON text.
+        parameters: validated parameters to inject.
+        kernel: kernel name.
+        cwd: working directory of the kernel (the notebook's folder by default).
+        timeout: seconds one cell may run; None for no limit.
+        start_timeout: seconds a kernel may take to start.
+        allow_unknown: inject parameters the notebook does not declare.
+        keep_going: run every cell even after an error.
+        prefetch: start a spare kernel for this worker's next run.
+    """
+
+    name: str
+    notebook_name: str
+    notebook_text: str
+    parameters: dict[str, Any]
+    kernel: str
+    cwd: str
+    timeout: float | None = None
+    start_timeout: float = 60
+    allow_unknown: bool = False
+    keep_going: bool = False
+    prefetch: bool = False
+
+
+@dataclass
+class TaskResult:
+    """What comes back: the run record (as a dict) and the run folder's files."""
+
+    name: str
+    record: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+_MANAGER: type | None = None
+
+
+def _manager_class() -> type:
+    """An ``AsyncKernelManager`` that remembers its clients, so they can be closed."""
+    global _MANAGER
+    if _MANAGER is None:
+        from jupyter_client.manager import AsyncKernelManager
+
+        class Manager(AsyncKernelManager):  # type: ignore[misc]
+            def client(self, **kwargs: Any) -> Any:
+                made = super().client(**kwargs)
+                self.__dict__.setdefault("clients", []).append(made)
+                return made
+
+        _MANAGER = Manager
+    return _MANAGER
+
+
+class KernelPool:
+    """Kernels started ahead of use, one kernel per run (never reused between runs)."""
+
+    def __init__(self) -> None:
+        self._spares: dict[tuple[str, str], Any] = {}
+        self._retired: list[Any] = []
+
+    def _start(self, kernel: str, cwd: str) -> Any:
+        from jupyter_core.utils import run_sync
+
+        km = _manager_class()(kernel_name=kernel)
+        # Only launches the process; nbclient waits for it to be ready when the run starts.
+        run_sync(km.start_kernel)(cwd=cwd)
+        return km
+
+    def prefetch(self, kernel: str, cwd: str) -> None:
+        """Start a kernel for a later ``take`` with the same kernel name and folder."""
+        if (kernel, cwd) not in self._spares:
+            try:
+                self._spares[(kernel, cwd)] = self._start(kernel, cwd)
+            except Exception as exc:  # the run itself will report a kernel that cannot start
+                log.debug("could not start a spare kernel: %s", exc)
+
+    def take(self, kernel: str, cwd: str) -> Any:
+        """A started kernel manager (the spare when there is one), or None to let nbclient start one."""
+        km = self._spares.pop((kernel, cwd), None)
+        if km is not None:
+            from jupyter_core.utils import run_sync
+
+            if run_sync(km.is_alive)():
+                return km
+            self._retired.append(km)
+        return None
+
+    def retire(self, km: Any) -> None:
+        """Ask a used kernel to shut down without waiting; it is reaped later."""
+        from jupyter_core.utils import run_sync
+
+        for client in getattr(km, "clients", ()):
+            # nbclient leaves the channels of a kernel it does not own open.
+            with contextlib.suppress(Exception):
+                client.stop_channels()
+        with contextlib.suppress(Exception):  # already dead: reaped below
+            run_sync(km.request_shutdown)()
+        self._retired.append(km)
+        self._reap(wait=False)
+
+    def _reap(self, wait: bool) -> None:
+        from jupyter_core.utils import run_sync
+
+        alive = []
+        for km in self._retired:
+            try:
+                if wait:
+                    run_sync(km.finish_shutdown)(waittime=2)
+                if run_sync(km.is_alive)():
+                    alive.append(km)
+                    continue
+                run_sync(km.cleanup_resources)()
+            except Exception as exc:  # cleanup must never fail a sweep
+                log.debug("kernel cleanup failed: %s", exc)
+        self._retired = alive
+
+    def close(self) -> None:
+        """Shut down the spares and every retired kernel."""
+        from jupyter_core.utils import run_sync
+
+        for km in self._spares.values():
+            try:
+                run_sync(km.shutdown_kernel)(now=True)
+            except Exception as exc:
+                log.debug("spare kernel shutdown failed: %s", exc)
+        self._spares.clear()
+        self._reap(wait=True)
+
+
+_POOL: KernelPool | None = None
+
+
+def pool() -> KernelPool:
+    """This process's kernel pool (created on first use, closed when the worker exits)."""
+    global _POOL
+    if _POOL is None:
+        import atexit
+        from multiprocessing import util
+
+        _POOL = KernelPool()
+        # Pool workers leave through multiprocessing's exit path, which skips atexit.
+        util.Finalize(_POOL, _POOL.close, exitpriority=10)
+        atexit.register(_POOL.close)
+    return _POOL
+
+
+def preload() -> None:
+    """Import what a run needs, once per process, before the first task arrives."""
+    import jupyter_client.manager  # noqa: F401
+    import nbformat  # noqa: F401
+    import papermill  # noqa: F401
+
+    from cml_nb import execute
+
+    execute._register_engine()
+
+
+def warm_up(kernel: str, cwd: str) -> None:
+    """Pool initializer: import everything and start the first kernel ahead."""
+    pool().prefetch(kernel, cwd)
+    preload()
+
+
+def execute_task(task: RunTask, use_pool: bool = True) -> TaskResult:
+    """Execute one configuration in a scratch folder and return its record and files.
+
+    Args:
+        task: the run to execute.
+        use_pool: take a kernel started ahead (and start the next one when
+            ``task.prefetch``); False starts the kernel inside the run, as Dask
+            workers running several tasks in threads must.
+    """
+    from cml_nb import execute
+
+    scratch = Path(tempfile.mkdtemp(prefix="cml-nb-run-"))
+    try:
+        source = scratch / "input" / task.notebook_name
+        source.parent.mkdir()
+        source.write_text(task.notebook_text, encoding="utf-8")
+        output = scratch / "output" / task.notebook_name
+        # A remote worker may lack the notebook's folder: run beside the copy instead.
+        cwd = task.cwd if Path(task.cwd).is_dir() else str(source.parent)
+        kernels = pool() if use_pool else None
+        km = kernels.take(task.kernel, cwd) if kernels else None
+        if kernels and task.prefetch:
+            kernels.prefetch(task.kernel, cwd)
+        try:
+            record = execute.run(
+                source,
+                output,
+                task.parameters,
+                kernel=task.kernel,
+                cwd=cwd,
+                timeout=task.timeout,
+                start_timeout=task.start_timeout,
+                allow_unknown=task.allow_unknown,
+                keep_going=task.keep_going,
+                raise_on_failure=False,
+                km=km,
+            )
+        finally:
+            if kernels is not None and km is not None:
+                kernels.retire(km)
+        files = {p.name: p.read_bytes() for p in output.parent.iterdir() if p.is_file()}
+        return TaskResult(task.name, record.to_dict(), files)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
