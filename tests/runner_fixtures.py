@@ -117,8 +117,8 @@ class Aws:
         }
 
 
-@pytest.fixture
-def aws(moto_endpoint: str) -> Iterator[Aws]:
+@pytest.fixture(name="aws")
+def aws_fixture(moto_endpoint: str) -> Iterator[Aws]:
     """A fresh boto3 session against moto; asserts at teardown that nothing leaked."""
     session = boto3.Session(region_name=REGION, **FAKE_CREDENTIALS)
     view = Aws(moto_endpoint, session, {"cml-nb-test": uuid.uuid4().hex})

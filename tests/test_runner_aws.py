@@ -18,7 +18,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from runner_fixtures import REGION, Aws, aws, aws_error, moto_endpoint  # noqa: F401
+from runner_fixtures import (
+    REGION,
+    Aws,
+    aws_error,
+    aws_fixture,  # noqa: F401 (a fixture)
+    moto_endpoint,  # noqa: F401 (a fixture)
+)
 
 from cml_nb.errors import CloudError, ConfigError
 from cml_nb.runner import lifecycle

@@ -9,6 +9,7 @@ agent in RUNNER_DIR (``run.sh`` starts a ``bin/Runner.Worker`` "job" while the t
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -137,10 +138,8 @@ class Machine:
 
     def stop(self) -> None:
         if self.process is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(timeout=5)
         (self.control / "agent-exit").touch()  # stray stand-in agents end themselves
 
