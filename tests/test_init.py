@@ -349,3 +349,91 @@ def test_docs_show_the_current_output(forge: str) -> None:
     assert shown is not None, f"docs/ci.md lost its <!-- init:{forge} --> example"
     options = PipelineOptions(forge, "train.ipynb", requirements=("requirements.txt",))
     assert shown.group(1) == render(options).text
+
+
+# --- docs/configuration.md lists every option of every command --------------------------
+
+START, END = "<!-- options:start -->", "<!-- options:end -->"
+
+
+def all_commands() -> list[tuple[str, click.Command]]:
+    """Every command and sub-command, including `sweep merge` (dispatched by `sweep`)."""
+    import importlib
+
+    found: list[tuple[str, click.Command]] = []
+
+    def walk(group: click.Group, prefix: str) -> None:
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None
+            found.append((prefix + name, command))
+            if isinstance(command, click.Group):
+                walk(command, prefix + name + " ")
+            module = importlib.import_module(command.callback.__module__)  # type: ignore[union-attr]
+            for value in vars(module).values():
+                extra = isinstance(value, click.Command) and value.name
+                if extra and all(value is not c for _, c in found):
+                    found.append((f"{prefix}{name} {value.name}", value))
+
+    walk(main, "")
+    return found
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def configuration_table() -> str:
+    """The generated part of docs/configuration.md."""
+    parts = []
+    for path, command in all_commands():
+        options = [
+            p for p in command.params if isinstance(p, click.Option) and p.name and not p.hidden
+        ]
+        options = [p for p in options if p.name not in ("help", "version")]
+        if not options:
+            continue
+        table = ".".join(path.split())
+        env = "CML_NB_" + "_".join(path.upper().replace("-", "_").split())
+        parts += [
+            f"### `cml-nb {path}`: `[tool.cml-nb.{table}]`, `{env}_<KEY>`",
+            "",
+            "| key | flag | default | meaning |",
+            "| --- | --- | --- | --- |",
+        ]
+        for option in options:
+            flags = " / ".join(option.opts + option.secondary_opts)
+            default = option.get_default(click.Context(command), call=False)
+            # click 8.2+ marks "no default" with a sentinel object.
+            unset = default is None or callable(default) or repr(default).startswith("Sentinel.")
+            if unset or default == ():
+                shown = ""
+            else:
+                shown = f"`{str(default).lower() if isinstance(default, bool) else default}`"
+            parts.append(f"| `{option.name}` | `{flags}` | {shown} | {_cell(option.help or '')} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def test_configuration_doc_lists_every_option() -> None:
+    # Every command's table and every option's key and flags; help texts may drift.
+    text = (DOCS / "configuration.md").read_text()
+    assert START in text and END in text
+    documented = text.split(START, 1)[1].split(END, 1)[0]
+    missing = [
+        line.split(" | ")[0] if line.startswith("|") else line
+        for line in configuration_table().splitlines()
+        if line.startswith(("### ", "| `")) and line.rsplit(" | ", 2)[0] not in documented
+    ]
+    assert not missing, (
+        f"docs/configuration.md lacks {missing}: regenerate it with `python tests/test_init.py`"
+    )
+
+
+if __name__ == "__main__":
+    # Regenerate the option tables of docs/configuration.md.
+    path = DOCS / "configuration.md"
+    head, rest = path.read_text().split(START, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(f"{head}{START}\n{configuration_table()}\n{END}{tail}")

@@ -58,8 +58,8 @@ def sweep_merge_command(options: PipelineOptions) -> str:
 
 
 def sweep_publish_command(options: PipelineOptions) -> str:
-    """Publish the merged sweep's comparison report to the pull/merge request."""
-    return _join(["cml-nb", "publish", sweep_output(options)])
+    """Publish the merged sweep's comparison report (its ``report/`` bundle)."""
+    return _join(["cml-nb", "publish", f"{sweep_output(options)}/report"])
 
 
 def launch_command(options: PipelineOptions, labels: str) -> str:
