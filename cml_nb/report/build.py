@@ -134,7 +134,21 @@ class _Facts:
     error: ErrorSummary | None
 
 
+def _defaults(nb: Mapping[str, Any]) -> dict[str, Any]:
+    """Literal defaults of the ``parameters`` cell, so the table shows every parameter."""
+    from cml_nb.errors import ParameterError
+    from cml_nb.parameters import declared
+
+    try:
+        found = declared(nb) or {}
+    except ParameterError:  # not Python, or not valid: the injected values still show
+        return {}
+    literal = (str, int, float, bool, list, dict, tuple, type(None))
+    return {n: d.default for n, d in found.items() if isinstance(d.default, literal)}
+
+
 def _facts(nb: Mapping[str, Any], record: RunRecord | None, label: str) -> _Facts:
+    defaults = _defaults(nb)
     if record is not None:
         error = None
         if record.error is not None:
@@ -146,7 +160,7 @@ def _facts(nb: Mapping[str, Any], record: RunRecord | None, label: str) -> _Fact
         return _Facts(
             record.notebook or label,
             record.status,
-            dict(record.parameters),
+            {**defaults, **record.parameters},
             dict(record.metrics),
             record.duration,
             git.get("commit"),
@@ -161,7 +175,7 @@ def _facts(nb: Mapping[str, Any], record: RunRecord | None, label: str) -> _Fact
     return _Facts(
         label,
         status,
-        dict(papermill.get("parameters") or {}),
+        {**defaults, **(papermill.get("parameters") or {})},
         read_metrics(nb)["metrics"],
         float(duration) if isinstance(duration, int | float) else None,
         None,

@@ -93,7 +93,10 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
+        if not math.isfinite(value):
+            return str(value)
+        text = f"{value:.6g}"
+        return text if any(c in text for c in ".e") else text + ".0"  # 1.0 stays a float
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
