@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+
+from cml_nb.cli.history import compare_options, compare_report
 
 FORGES = ("github", "gitlab")
 
@@ -53,22 +56,22 @@ def budget(forge: str | None, max_chars: int | None) -> int:
     return max_chars if max_chars is not None else FORGE_LIMITS[forge or default_forge()]
 
 
-def write_run_report(record: Any) -> Path | None:
+def write_run_report(record: Any, prepare: Callable[[Any], None] | None = None) -> Path | None:
     """The bundle of a ``cml-nb run`` in ``report/`` beside its executed notebook.
 
     When the run failed, a report that cannot be written is only a warning, so
-    the run's own exit code (the more useful one) still comes out.
+    the run's own exit code (the more useful one) still comes out. ``prepare`` may
+    amend the Report before it is written (the history comparison does).
     """
     from cml_nb.errors import CmlNbError
     from cml_nb.report import build_report, write_bundle
 
     executed = Path(record.output)
     try:
-        bundle = write_bundle(
-            build_report([executed], records=[record]),
-            executed.parent / "report",
-            max_chars=budget(None, None),
-        )
+        built = build_report([executed], records=[record])
+        if prepare is not None:
+            prepare(built)
+        bundle = write_bundle(built, executed.parent / "report", max_chars=budget(None, None))
     except CmlNbError as error:
         if record.succeeded:
             raise
@@ -88,6 +91,7 @@ def write_run_report(record: Any) -> Path | None:
 )  # fmt: skip
 @click.option("--title", help="Report heading (default: 'Report: <notebook>').")
 @report_options
+@compare_options
 def command(
     notebooks: tuple[Path, ...],
     output: Path | None,
@@ -97,6 +101,7 @@ def command(
     max_chars: int | None,
     collapse_lines: int,
     max_table_rows: int,
+    **compare: Any,
 ) -> None:
     """Make a report bundle from executed NOTEBOOKS.
 
@@ -105,7 +110,9 @@ def command(
     report.html (self-contained), assets/ (images by content hash) and
     report.json (the Report model that `cml-nb publish` reads). Facts come from
     the run.json that `cml-nb run` wrote beside each notebook, when present.
-    Exit codes: 0 written, 3 a notebook is unreadable, 4 the folder is unwritable.
+    With --compare-to, metrics show their base value and change (docs/history.md).
+    Exit codes: 0 written, 3 a notebook is unreadable, 4 the folder is unwritable,
+    6 a --fail-if / --fail-on-regression gate failed (the bundle is written first).
     """
     from cml_nb.report import build_report, write_bundle
 
@@ -113,6 +120,9 @@ def command(
     report = build_report(
         list(notebooks), title=title, show_code=show_code, max_table_rows=max_table_rows
     )
+    comparison = compare_report(report, **compare)
     write_bundle(report, out_dir, max_chars=budget(forge, max_chars), collapse_lines=collapse_lines)
     click.echo(f"report ({report.status}): {out_dir / 'report.md'}", err=True)
     click.echo(str(out_dir))
+    if comparison is not None:
+        comparison.enforce()

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from cml_nb.cli._options import execution_options, parameter_options
+from cml_nb.cli.history import compare_options
 
 
 def _sigterm_as_interrupt() -> None:
@@ -54,6 +55,7 @@ def timing_summary(record: Any, top: int = 5) -> str:
     help="Also write the report bundle (report.md, report.html, assets/, report.json) "
     "in report/ beside the executed notebook (default: on).",
 )  # fmt: skip
+@compare_options
 def command(
     notebook: Path,
     output: Path | None,
@@ -68,12 +70,14 @@ def command(
     progress: bool | None,
     log_output: bool | None,
     report: bool,
+    **compare: Any,
 ) -> None:
     """Execute NOTEBOOK with parameters; write the executed notebook, run.json and metrics.json.
 
     \b
     Exit codes: 0 success, 1 a cell failed, 2 bad usage or parameters,
-    3 notebook unreadable, 124 cell timeout, 130 interrupted, 138 kernel died.
+    3 notebook unreadable, 6 a --fail-if / --fail-on-regression gate failed,
+    124 cell timeout, 130 interrupted, 138 kernel died.
     The executed notebook is written in every case.
     """
     from cml_nb import execute, parameters
@@ -96,9 +100,10 @@ def command(
     )
     click.echo(timing_summary(record), err=True)
     click.echo(f"executed notebook: {record.output}", err=True)
-    if report:
-        from cml_nb.cli.report import write_run_report
+    from cml_nb.cli.history import compare_run
 
-        write_run_report(record)
+    comparison = compare_run(record, report=report, **compare)
     if not record.succeeded:
         raise execute.failure_error(record)
+    if comparison is not None:  # a regression (exit 6) only counts once the run succeeded
+        comparison.enforce()
