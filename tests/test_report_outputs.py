@@ -233,8 +233,9 @@ def test_failed_run_puts_the_error_summary_first(tmp_path: Path) -> None:
     assert report.status == "failed"
     html = gfm(to_markdown(report))
     header = html.split("<hr />", 1)[0]
-    # Cell numbers are those of the executed notebook (papermill adds a banner cell).
-    assert re.search(r"Cell \d+ \(In \[\d+\]\) raised <code>ValueError: bad value 1</code>", header)
+    # Numbered as in the author's notebook: papermill's banner cells are not counted.
+    assert re.search(r"Cell 3 \(In \[\d+\]\) raised <code>ValueError: bad value 1</code>", header)
+    assert report.error is not None and report.error.cell_index == record.error.cell_index
     assert '<pre lang="pytb">' in header and "\x1b" not in header
     assert "failed" in header and record.environment["python"] in header
     assert "before" in body(html) and "never" not in body(html)

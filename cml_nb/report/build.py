@@ -36,6 +36,7 @@ from cml_nb.report.outputs import joined, output_blocks, strip_ansi
 from cml_nb.report.redact import make_scrubber, redact_report
 
 ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill's banner cells: the header says it
+INJECTED_TAG = "injected-parameters"
 NotebookLike = Path | str | Mapping[str, Any]
 
 
@@ -82,6 +83,20 @@ def _record_beside(path: Path) -> RunRecord | None:
     except (OSError, ValueError, TypeError):
         return None
     return record if Path(record.output).name == path.name else None
+
+
+def cell_numbers(nb: Mapping[str, Any]) -> dict[int, int]:
+    """Executed-notebook index -> 1-based number of the cell in the source notebook.
+
+    papermill adds cells (the injected parameters, error banners) that the author
+    never wrote; a reader looks for "cell 3" in their own notebook.
+    """
+    numbers: dict[int, int] = {}
+    for index, cell in enumerate(nb.get("cells", ())):
+        tags = (cell.get("metadata", {}) or {}).get("tags", ()) or ()
+        if ERROR_MARKER_TAG not in tags and INJECTED_TAG not in tags:
+            numbers[index] = len(numbers) + 1
+    return numbers
 
 
 def _first_error(nb: Mapping[str, Any]) -> ErrorSummary | None:
@@ -148,6 +163,13 @@ def _defaults(nb: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _facts(nb: Mapping[str, Any], record: RunRecord | None, label: str) -> _Facts:
+    facts = _facts_of_run(nb, record, label)
+    if facts.error is not None and facts.error.cell_index is not None:
+        facts.error.cell_number = cell_numbers(nb).get(facts.error.cell_index)
+    return facts
+
+
+def _facts_of_run(nb: Mapping[str, Any], record: RunRecord | None, label: str) -> _Facts:
     defaults = _defaults(nb)
     if record is not None:
         error = None
@@ -216,11 +238,13 @@ def _cell_blocks(
         return report.add_asset(data, mime).name
 
     blocks: list[Block] = []
-    for index, cell in enumerate(nb.get("cells", ())):
+    numbers = cell_numbers(nb)
+    for position, cell in enumerate(nb.get("cells", ())):
         meta = cell.get("metadata", {}) or {}
         tags = set(meta.get("tags", ()) or ())
         if "remove-cell" in tags or ERROR_MARKER_TAG in tags:
             continue
+        index = numbers.get(position, 0)  # the injected-parameters cell has none
         kind = cell.get("cell_type")
         if kind == "markdown":
             text, names = _attachments(cell, report)

@@ -167,7 +167,8 @@ def _error_summary(report: Report) -> str:
     err = report.error
     if err is None:
         return ""
-    where = "A cell" if err.cell_index is None else f"Cell {err.cell_index}"
+    number = err.cell_number if err.cell_number is not None else err.cell_index
+    where = "A cell" if number is None else f"Cell {number}"
     if err.execution_count:
         where += f" (In [{err.execution_count}])"
     what = f"{err.ename}: {err.evalue}" if err.evalue else err.ename

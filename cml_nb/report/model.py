@@ -6,7 +6,8 @@ URLs), the sweep comparison (which builds its own blocks) and the history stage
 (which fills ``baseline``). It round-trips through ``report.json`` with
 ``to_dict``/``from_dict``, so nothing downstream re-parses Markdown.
 
-Blocks carry ``cell`` (the notebook cell they came from, or None) and ``role``
+Blocks carry ``cell`` (the 1-based number of the source-notebook cell they came
+from, not counting cells papermill added; None for blocks of no cell) and ``role``
 (``markdown``, ``code`` or ``output``), which the size budget uses to decide
 what to truncate or drop first.
 """
@@ -184,13 +185,18 @@ BLOCK_TYPES: dict[str, type[Block]] = {
 
 @dataclass
 class ErrorSummary:
-    """Why a run failed, for the top of the report."""
+    """Why a run failed, for the top of the report.
+
+    ``cell_index`` is the 0-based index in the executed notebook (as in run.json);
+    ``cell_number`` the 1-based number of that cell in the author's notebook.
+    """
 
     cell_index: int | None
     execution_count: int | None
     ename: str
     evalue: str
     traceback: list[str] = field(default_factory=list)
+    cell_number: int | None = None
 
 
 @dataclass
