@@ -370,6 +370,10 @@ def all_commands() -> list[tuple[str, click.Command]]:
             found.append((prefix + name, command))
             if isinstance(command, click.Group):
                 walk(command, prefix + name + " ")
+                continue
+            if prefix:
+                continue
+            # A verb that dispatches to a sibling command itself (`sweep` -> `merge`).
             module = importlib.import_module(command.callback.__module__)  # type: ignore[union-attr]
             for value in vars(module).values():
                 extra = isinstance(value, click.Command) and value.name
@@ -437,3 +441,10 @@ if __name__ == "__main__":
     head, rest = path.read_text().split(START, 1)
     tail = rest.split(END, 1)[1]
     path.write_text(f"{head}{START}\n{configuration_table()}\n{END}{tail}")
+
+
+def test_outputs_and_environments_are_not_candidates(repo: Path) -> None:
+    for folder in ("runs/train", ".venv/lib", "node_modules/x"):
+        (repo / folder).mkdir(parents=True)
+        shutil.copy(repo / "train.ipynb", repo / folder / "other.ipynb")
+    assert _init("--forge", "github").exit_code == 0

@@ -152,11 +152,7 @@ def find_notebook(root: Path, notebook: Path | None) -> str:
         ConfigError: no notebook was given and the repository has none or several.
     """
     if notebook is None:
-        found = sorted(
-            p.relative_to(root)
-            for p in root.rglob("*.ipynb")
-            if not any(part.startswith(".") for part in p.relative_to(root).parts)
-        )
+        found = _notebooks(root)
         if len(found) != 1:
             listed = ", ".join(map(str, found[:5])) or "none"
             raise ConfigError(
@@ -177,6 +173,34 @@ def find_notebook(root: Path, notebook: Path | None) -> str:
             f"notebook {notebook} is outside the repository {root}: CI can only run "
             "files that are committed; move it into the repository"
         ) from None
+
+
+#: Folders never searched for the notebook: environments, caches, and cml-nb's outputs.
+SKIPPED_FOLDERS = frozenset(
+    {
+        "node_modules",
+        "venv",
+        "env",
+        "site-packages",
+        "__pycache__",
+        "runs",
+        "sweeps",
+        "sweep-shards",
+    }
+)
+
+
+def _notebooks(root: Path) -> list[Path]:
+    import os
+
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        # Prune in place, so hidden folders (.git, .venv) are never walked.
+        subfolders[:] = [
+            d for d in subfolders if not d.startswith(".") and d not in SKIPPED_FOLDERS
+        ]
+        found += [Path(folder, f).relative_to(root) for f in files if f.endswith(".ipynb")]
+    return sorted(found)
 
 
 def kernel_override(root: Path, notebook: str) -> str | None:

@@ -66,7 +66,8 @@ def launch_command(options: PipelineOptions, labels: str) -> str:
     """Start a cloud runner that registers with ``labels`` (a CI expression may be in them)."""
     words = ["cml-nb", "runner", "launch", "--forge", options.forge]
     words += ["--cloud", options.gpu_runner or "aws", "--gpu", options.gpu]
-    return _join(words) + f" --labels {labels}"
+    # One job per machine: it terminates after the job its label was made for.
+    return _join([*words, "--single"]) + f" --labels {labels}"
 
 
 def _join(words: list[str]) -> str:
