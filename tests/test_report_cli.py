@@ -136,3 +136,19 @@ def test_run_writes_the_bundle_by_default_even_when_a_cell_fails(tmp_path: Path)
     code, output = cml_nb("run", str(NOTEBOOKS / "trivial.ipynb"), "-o", str(quiet), "--no-report")
     assert code == 0, output
     assert not (quiet.parent / "report").exists()
+
+
+def test_settings_come_from_pyproject_then_environment(
+    executed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.cml-nb.report]\nshow-code = true\nmax-chars = 3000\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert cml_nb("report", str(executed), "-o", "a")[0] == 0
+    markdown = (tmp_path / "a" / "report.md").read_text()
+    assert len(markdown) <= 3001 and "shortened to fit 3,000 characters" in markdown
+    monkeypatch.setenv("CML_NB_REPORT_MAX_CHARS", "1000000")
+    assert cml_nb("report", str(executed), "-o", "b")[0] == 0
+    second = (tmp_path / "b" / "report.md").read_text()
+    assert "```python" in second and "shortened" not in second
