@@ -395,7 +395,7 @@ class Ec2:
 
     def wait_running(self, instance_id: str, timeout_s: float) -> None:
         """Wait until the instance runs (raises ``CloudError`` on timeout or failure)."""
-        delay = 5 if timeout_s >= 60 else 1
+        delay = 2 if timeout_s >= 10 else 1
         attempts = max(1, int(timeout_s // delay))
         with self._errors(f"waiting for {instance_id} to run"):
             waiter = self.ec2.get_waiter("instance_running")
