@@ -163,8 +163,9 @@ class GitHubForge:
 
     def pull_request(self, number: int) -> Target:
         """The target for pull request ``number`` with its head commit."""
-        pull = self._call(f"reading pull request #{number}", "read", lambda: self._repo.get_pull(number))
-        return Target(self.name, self.repository, PR, number, pull.head.sha)
+        sha = self._call(f"reading pull request #{number}", "read",
+                         lambda: str(self._repo.get_pull(number).head.sha))  # fmt: skip
+        return Target(self.name, self.repository, PR, number, sha)
 
     def pulls_for_commit(self, sha: str) -> list[Target]:
         """Open pull requests that contain ``sha``, newest first."""

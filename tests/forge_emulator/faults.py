@@ -68,7 +68,9 @@ class Faults:
 
     def too_many_requests(self, method: str, path: str, **kw: Any) -> Fault:
         headers = {"Retry-After": "1"}
-        return self.add(method, path, 429, body={"message": "Too Many Requests"}, headers=headers, **kw)
+        return self.add(
+            method, path, 429, body={"message": "Too Many Requests"}, headers=headers, **kw
+        )
 
     def secondary_rate_limit(self, method: str, path: str, **kw: Any) -> Fault:
         body = {"message": SECONDARY_MESSAGE, "documentation_url": "https://docs.github.com/rest"}

@@ -51,7 +51,11 @@ def _tree_json(call: Call, repo: Repo, sha: str, recursive: bool) -> dict[str, A
     def entries(tree: str, prefix: str) -> list[dict[str, Any]]:
         found = []
         for e in repo.git.trees[tree]:
-            item = {**e, "path": prefix + e["path"], "url": f"{_base(call, repo)}/git/{e['type']}s/{e['sha']}"}
+            item = {
+                **e,
+                "path": prefix + e["path"],
+                "url": f"{_base(call, repo)}/git/{e['type']}s/{e['sha']}",
+            }
             if e["type"] == "blob":
                 item["size"] = len(repo.git.blobs[e["sha"]])
             found.append(item)
@@ -133,7 +137,9 @@ def create_commit(call: Call) -> Reply:
     if repo is None:
         return error(404, "Not Found")
     data = call.json
-    if data["tree"] not in repo.git.trees or any(p not in repo.git.commits for p in data.get("parents", [])):
+    if data["tree"] not in repo.git.trees or any(
+        p not in repo.git.commits for p in data.get("parents", [])
+    ):
         return Reply(422, {"message": "Invalid tree or parent"})
     sha = repo.git.put_commit(data["tree"], list(data.get("parents", [])), data["message"])
     return Reply(201, _commit_json(call, repo, sha))

@@ -93,7 +93,7 @@ def get_user(call: Call) -> Reply:
     assert call.grant is not None
     if call.grant.app:
         return error(403, "Resource not accessible by integration")
-    return Reply(200, user_json(call, call.grant.account))
+    return Reply(200, {**user_json(call, call.grant.account), "user_view_type": "private"})
 
 
 @routes.get(R, op=O)

@@ -158,7 +158,9 @@ def create_mr(call: Call) -> Reply:
     if f"heads/{head}" not in repo.git.refs:
         return Reply(400, {"message": "Invalid source branch"})
     if any(p.head == head and p.state == "open" for p in repo.pulls.values()):
-        return Reply(409, {"message": ["Another open merge request already exists for this source branch"]})
+        return Reply(
+            409, {"message": ["Another open merge request already exists for this source branch"]}
+        )
     assert call.grant is not None
     pull = Pull(call.state.next_number(repo), data["title"], data.get("description") or "",
                 head, base, repo.head_sha(head), call.grant.account)  # fmt: skip
@@ -188,11 +190,17 @@ def mrs_for_commit(call: Call) -> Reply:
     items = [mr_json(call, repo, p) for p in repo.pulls.values()
              if sha in ancestors(repo, repo.git.refs.get(f"heads/{p.head}", p.head_sha))
              and sha not in ancestors(repo, repo.git.refs.get(f"heads/{p.base}", ""))]  # fmt: skip
-    return paginate(call, items, f"{call.api4}/projects/{repo.id}/repository/commits/{sha}/merge_requests")
+    return paginate(
+        call, items, f"{call.api4}/projects/{repo.id}/repository/commits/{sha}/merge_requests"
+    )
 
 
 def _discussion_json(call: Call, c: Comment) -> dict[str, Any]:
-    return {"id": c.discussion_id, "individual_note": True, "notes": [note_json(call, c, "Commit", None)]}
+    return {
+        "id": c.discussion_id,
+        "individual_note": True,
+        "notes": [note_json(call, c, "Commit", None)],
+    }
 
 
 @routes.get(P + "/repository/commits/<sha>/discussions")
@@ -202,7 +210,9 @@ def list_commit_discussions(call: Call) -> Reply:
         return _404()
     sha = call.args["sha"]
     items = [_discussion_json(call, c) for c in repo.commit_comments.get(sha, [])]
-    return paginate(call, items, f"{call.api4}/projects/{repo.id}/repository/commits/{sha}/discussions")
+    return paginate(
+        call, items, f"{call.api4}/projects/{repo.id}/repository/commits/{sha}/discussions"
+    )
 
 
 @routes.post(P + "/repository/commits/<sha>/discussions", perm="contents")
@@ -264,7 +274,11 @@ def list_statuses(call: Call) -> Reply:
     if repo is None:
         return _404()
     items = [s for s in repo.statuses if s["sha"] == call.args["sha"]]
-    return paginate(call, items, f"{call.api4}/projects/{repo.id}/repository/commits/{call.args['sha']}/statuses")
+    return paginate(
+        call,
+        items,
+        f"{call.api4}/projects/{repo.id}/repository/commits/{call.args['sha']}/statuses",
+    )
 
 
 @routes.post(P + "/uploads", perm="contents")
@@ -287,7 +301,10 @@ def upload(call: Call) -> Reply:
 def raw_upload(call: Call) -> Reply:
     for repo in call.state.repos.values():
         for u in repo.uploads:
-            if repo.id == int(call.args["pid"]) and u["url"] == f"/uploads/{call.args['secret']}/{call.args['name']}":
+            if (
+                repo.id == int(call.args["pid"])
+                and u["url"] == f"/uploads/{call.args['secret']}/{call.args['name']}"
+            ):
                 return Reply(200, u["data"])
     return Reply(404, {"message": "404 Not found"})
 
@@ -360,7 +377,9 @@ def create_commit(call: Call) -> Reply:
     )  # fmt: skip
     if f"heads/{branch}" not in repo.git.refs:
         if start is None:
-            return Reply(400, {"message": "You can only create or edit files when you are on a branch"})
+            return Reply(
+                400, {"message": "You can only create or edit files when you are on a branch"}
+            )
         repo.git.refs[f"heads/{branch}"] = start
     files: dict[str, bytes] = {}
     current = repo.git.read(branch, "") is None
@@ -369,9 +388,13 @@ def create_commit(call: Call) -> Reply:
         raw = base64.b64decode(content) if action.get("encoding") == "base64" else content.encode()
         exists = repo.git.read(branch, action["file_path"]) is not None
         if action["action"] == "create" and exists:
-            return Reply(400, {"message": f"A file with this name already exists: {action['file_path']}"})
+            return Reply(
+                400, {"message": f"A file with this name already exists: {action['file_path']}"}
+            )
         if action["action"] == "update" and not exists:
-            return Reply(400, {"message": f"A file with this name doesn't exist: {action['file_path']}"})
+            return Reply(
+                400, {"message": f"A file with this name doesn't exist: {action['file_path']}"}
+            )
         files[action["file_path"]] = raw
     del current
     sha = repo.git.commit_files(branch, files, data["commit_message"])

@@ -99,6 +99,10 @@ def _flatten(schema: Any, value: Any = None) -> dict[str, Any]:
     schema = _resolve(schema)
     if "allOf" in schema:
         return _merge_all_of(schema)
+    discriminator = schema.get("discriminator", {})
+    chosen = value.get(discriminator.get("propertyName", "")) if isinstance(value, dict) else None
+    if chosen in discriminator.get("mapping", {}):
+        return _flatten({"$ref": discriminator["mapping"][chosen]}, value)
     for key in ("oneOf", "anyOf"):
         if key in schema:
             options = [_flatten(option) for option in schema[key]]
@@ -136,4 +140,3 @@ def complete(schema: Any, value: Any = None, *, present: bool = False) -> Any:
         "number": 0,
         "boolean": False,
     }.get(kind or "", None)
-

@@ -108,7 +108,9 @@ class ForgeEmulator:
         with self._lock:
             self.exchanges.append(Exchange(forge, request.method, request.url, headers, body,
                                            reply.status, payload, route_name))  # fmt: skip
-        mimetype = "application/octet-stream" if isinstance(reply.body, bytes) else "application/json"
+        mimetype = (
+            "application/octet-stream" if isinstance(reply.body, bytes) else "application/json"
+        )
         response = Response(payload, status=reply.status, headers=reply.headers, mimetype=mimetype)
         return response(environ, start_response)
 
@@ -162,7 +164,9 @@ class ForgeEmulator:
         header = request.headers.get("Authorization", "")
         token = header.split(" ", 1)[1] if " " in header else ""
         if forge == "gitlab":
-            token = request.headers.get("PRIVATE-TOKEN") or request.headers.get("JOB-TOKEN") or token
+            token = (
+                request.headers.get("PRIVATE-TOKEN") or request.headers.get("JOB-TOKEN") or token
+            )
         return self.state.tokens.get(token) if token else None
 
     @staticmethod

@@ -242,7 +242,12 @@ class State:
         return self.repos.get(key)
 
     def add_pull(
-        self, repo: Repo, head: str, *, base: str | None = None, files: dict[str, bytes] | None = None
+        self,
+        repo: Repo,
+        head: str,
+        *,
+        base: str | None = None,
+        files: dict[str, bytes] | None = None,
     ) -> Pull:
         """Open a pull request from a new branch ``head`` with one more commit."""
         base = base or repo.default_branch
