@@ -348,7 +348,9 @@ def test_docs_show_the_current_output(forge: str) -> None:
     shown = re.search(rf"<!-- init:{forge} -->\n```yaml\n(.*?)```", text, re.DOTALL)
     assert shown is not None, f"docs/ci.md lost its <!-- init:{forge} --> example"
     options = PipelineOptions(forge, "train.ipynb", requirements=("requirements.txt",))
-    assert shown.group(1) == render(options).text
+    # The version pinned in the example may lag behind releases.
+    version = re.compile(r"\b\d+\.\d+\.\d+[\w.+]*")
+    assert version.sub("X", shown.group(1)) == version.sub("X", render(options).text)
 
 
 # --- docs/configuration.md lists every option of every command --------------------------

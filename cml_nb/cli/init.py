@@ -57,9 +57,7 @@ import click
 @click.option("--python", default="3.12", show_default=True, help="Python version in CI.")
 @click.option(
     "--install",
-    default="cml-nb",
-    show_default=True,
-    help="pip requirement for cml-nb itself, e.g. 'cml-nb==0.1.0'.",
+    help="pip requirement for cml-nb itself (default: this version, cml-nb==X.Y.Z).",
 )
 @click.option(
     "--branch",
@@ -86,7 +84,7 @@ def command(
     sweep_file: Path | None,
     requirements: tuple[Path, ...],
     python: str,
-    install: str,
+    install: str | None,
     branch: str,
     output: Path | None,
     force: bool,
@@ -111,9 +109,10 @@ def command(
         "sweep": sweep,
         "shards": shards,
         "python": python,
-        "install": install,
         "branch": branch,
     }
+    if install:
+        settings["install"] = install
     root = pipelines.find_root()
     pipeline = pipelines.init(
         root,
@@ -138,6 +137,4 @@ def command(
         click.echo("\nNo secrets to add: the workflow's GITHUB_TOKEN publishes the report.")
     for note in pipeline.notes:
         click.echo(f"\nnote: {note}")
-    click.echo(
-        f"\nNext: git add {pipeline.path} && git commit, push, and open a {pipeline.request}."
-    )
+    click.echo(f"\nNext: commit {pipeline.path}, push, and open a {pipeline.request}.")

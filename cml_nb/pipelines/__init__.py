@@ -19,10 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from cml_nb import __version__
 from cml_nb.errors import ConfigError, NotebookReadError
 
 #: ``--gpu-runner`` values: the clouds ``cml-nb runner launch --cloud`` knows.
 GPU_RUNNERS: tuple[str, ...] = ("aws",)
+#: Where the generated files point users for help.
+DOCS_URL = "https://github.com/cml-nb/cml-nb/blob/main/docs/ci.md"
 #: Requirement files installed (and hashed for the pip cache) when present.
 REQUIREMENT_FILES: tuple[str, ...] = ("requirements.txt",)
 
@@ -55,7 +58,8 @@ class PipelineOptions:
         sweep_file: the sweep's parameter space (YAML), relative to the root.
         python: Python version on hosted runners.
         requirements: requirement files to install, relative to the root.
-        install: pip requirement for cml-nb itself.
+        install: pip requirement for cml-nb itself; pinned to this version by default,
+            the one whose commands and flags the pipeline was checked against.
         branch: the default branch (its runs are the base of comparisons).
         kernel: kernel to run the notebook with, when its own is not ``python3``.
         gpu: GPU shorthand for ``cml-nb runner launch --gpu`` (e.g. ``t4``).
@@ -70,7 +74,7 @@ class PipelineOptions:
     sweep_file: str = "sweep.yaml"
     python: str = "3.12"
     requirements: tuple[str, ...] = ()
-    install: str = "cml-nb"
+    install: str = f"cml-nb=={__version__}"
     branch: str = "main"
     kernel: str | None = None
     gpu: str = "t4"
@@ -362,7 +366,7 @@ def init(
             notes=(
                 *pipeline.notes,
                 f"{options.sweep_file} does not exist yet: write the sweep's parameter space "
-                "there (grid:, random:, list:; see docs/ci.md) and commit it",
+                f"there (grid:, random:, list:; see {DOCS_URL}#sweep-matrix) and commit it",
             ),
         )
     if not dry_run:

@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from cml_nb.pipelines import _yaml, commands
+from cml_nb import __version__
+from cml_nb.pipelines import DOCS_URL, _yaml, commands
 
 if TYPE_CHECKING:
     from cml_nb.pipelines import Pipeline, PipelineOptions, Secret
@@ -52,7 +53,8 @@ def build(options: PipelineOptions) -> Pipeline:
     secrets = _secrets(options)
     header = [
         "cml-nb: run the notebook on every pull request and publish its report as a comment.",
-        "Written by `cml-nb init`; see docs/ci.md. The built-in GITHUB_TOKEN publishes the report.",
+        f"Written by `cml-nb init` {__version__}; see {DOCS_URL}",
+        "The workflow's own GITHUB_TOKEN publishes the report.",
     ]
     header += [f"Needs the secret {s.name}: {s.why}." for s in secrets]
     return Pipeline(PATH, _yaml.dump(workflow, "\n".join(header)), tuple(secrets))

@@ -14,7 +14,8 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from cml_nb.pipelines import _yaml, commands
+from cml_nb import __version__
+from cml_nb.pipelines import DOCS_URL, _yaml, commands
 
 if TYPE_CHECKING:
     from cml_nb.pipelines import Pipeline, PipelineOptions, Secret
@@ -56,7 +57,7 @@ def build(options: PipelineOptions) -> Pipeline:
     secrets = _secrets(options)
     header = [
         "cml-nb: run the notebook on every merge request and publish its report as a note.",
-        "Written by `cml-nb init`; see docs/ci.md.",
+        f"Written by `cml-nb init` {__version__}; see {DOCS_URL}",
     ]
     header += [f"Needs the CI/CD variable {s.name}: {s.why}." for s in secrets]
     text = _yaml.dump(document, "\n".join(header))
