@@ -69,7 +69,7 @@ def _manager_class() -> type:
     if _MANAGER is None:
         from jupyter_client.manager import AsyncKernelManager
 
-        class Manager(AsyncKernelManager):  # type: ignore[misc]
+        class Manager(AsyncKernelManager):
             def client(self, **kwargs: Any) -> Any:
                 made = super().client(**kwargs)
                 self.__dict__.setdefault("clients", []).append(made)
@@ -183,8 +183,25 @@ def preload() -> None:
     execute._register_engine()
 
 
+def _fresh_event_loop() -> None:
+    """Drop an event loop inherited through fork: its selector is shared with the parent."""
+    import asyncio
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            inherited = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:
+            inherited = None
+    if inherited is not None and not inherited.is_running():
+        inherited.close()  # closes this process's copies of its descriptors only
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def warm_up(kernel: str, cwd: str) -> None:
     """Pool initializer: import everything and start the first kernel ahead."""
+    _fresh_event_loop()
     pool().prefetch(kernel, cwd)
     preload()
 
