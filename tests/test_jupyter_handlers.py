@@ -8,7 +8,9 @@ from typing import Any
 
 import nbformat
 import pytest
+from forge_emulator.scenarios import fake_token
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from test_jupyter_target import HEADING, github_checkout, use_developer_env
 from tornado.httpclient import HTTPClientError
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -125,3 +127,87 @@ async def test_post_rejects_a_body_without_path(jp_fetch: Any, demo: str) -> Non
     code, body = await fetch_error(jp_fetch, "cml-nb", "post", method="POST", body="{}")
     assert code == 400
     assert "path" in body["message"]
+
+
+# --- Post, against the forge emulator -------------------------------------------------
+
+
+@pytest.fixture
+def lab_checkout(forge_emulator: Any, jp_root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The server's root is a developer's checkout with an open PR; the token is in the env."""
+    made = github_checkout(forge_emulator, jp_root_dir)
+    use_developer_env(monkeypatch, made.env)
+    return made
+
+
+async def test_target_names_the_pull_request_before_posting(
+    jp_fetch: Any, lab_checkout: Any
+) -> None:
+    response = await jp_fetch("cml-nb", "target", params={"path": "demo.ipynb"})
+    where = json.loads(response.body)
+    number = lab_checkout.pull.number
+    assert where["description"] == f"pull request #{number} of octo/demo on GitHub"
+    assert lab_checkout.pull.comments == []  # asking where posts nothing
+
+
+async def test_post_publishes_one_comment_and_updates_it(
+    jp_fetch: Any, lab_checkout: Any, forge_emulator: Any
+) -> None:
+    first = json.loads(
+        (
+            await jp_fetch("cml-nb", "post", method="POST", body=json.dumps({"path": "demo.ipynb"}))
+        ).body
+    )
+    assert first["action"] == "created"
+    assert first["target"]["kind"] == "pr" and first["target"]["number"] == lab_checkout.pull.number
+    comments = lab_checkout.pull.comments
+    assert len(comments) == 1
+    number, comment_id = lab_checkout.pull.number, comments[0].id
+    assert (
+        first["url"] == f"{forge_emulator.root}/octo/demo/pull/{number}#issuecomment-{comment_id}"
+    )
+    assert HEADING in comments[0].body and "accuracy 0.93" in comments[0].body
+    assert lab_checkout.token not in comments[0].body
+    second = json.loads(
+        (
+            await jp_fetch("cml-nb", "post", method="POST", body=json.dumps({"path": "demo.ipynb"}))
+        ).body
+    )
+    assert second["action"] == "updated" and second["url"] == first["url"]
+    assert len(lab_checkout.pull.comments) == 1
+
+
+async def test_post_without_a_token_says_how_to_fix_it(
+    jp_fetch: Any, lab_checkout: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN")
+    code, body = await fetch_error(
+        jp_fetch, "cml-nb", "post", method="POST", body=json.dumps({"path": "demo.ipynb"})
+    )
+    assert code == 424 and body["error"] == "ForgeAuthError"
+    assert "GITHUB_TOKEN" in body["message"]
+    assert lab_checkout.pull.comments == []
+
+
+async def test_post_with_a_bad_token_never_echoes_it(
+    jp_fetch: Any, lab_checkout: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = fake_token("ghp_")
+    monkeypatch.setenv("GITHUB_TOKEN", wrong)
+    code, body = await fetch_error(
+        jp_fetch, "cml-nb", "post", method="POST", body=json.dumps({"path": "demo.ipynb"})
+    )
+    assert code == 424
+    assert wrong not in json.dumps(body)
+
+
+async def test_post_with_no_pull_request_says_what_to_do(
+    jp_fetch: Any, forge_emulator: Any, jp_root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = github_checkout(forge_emulator, jp_root_dir, pull=False)
+    use_developer_env(monkeypatch, made.env)
+    body = json.dumps({"path": "demo.ipynb", "target": "pr"})
+    code, answer = await fetch_error(jp_fetch, "cml-nb", "post", method="POST", body=body)
+    assert code == 404 and answer["error"] == "TargetNotFoundError"
+    assert "open one" in answer["message"]
+    assert made.repo.all_comments() == []

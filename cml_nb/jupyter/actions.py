@@ -27,13 +27,28 @@ def scrub(text: str) -> str:
 
 
 def settings_for(notebook: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """cml-nb settings for ``notebook``: its project's ``[tool.cml-nb]``, env, then overrides."""
+    """The settings ``cml-nb publish`` would use in the notebook's project, then ``overrides``.
+
+    That is ``[tool.cml-nb]`` (and its ``publish`` table) of the pyproject.toml at or
+    above the notebook, then ``CML_NB_*`` variables, then the non-empty overrides
+    (the Lab settings or the panel's arguments).
+    """
     from cml_nb import config
 
-    flags = {
-        k: v for k, v in (overrides or {}).items() if k in SETTING_KEYS and v not in ("", None)
+    settings: dict[str, Any] = config.command_defaults(["publish"], notebook.parent)["publish"]
+    settings.update({k: v for k, v in (overrides or {}).items() if k in SETTING_KEYS and v})
+    return settings
+
+
+def _forge_args(notebook: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    # The keyword arguments that resolve_target() and publish() share.
+    return {
+        "forge": settings.get("forge") or None,
+        "repo": settings.get("repo") or None,
+        "api_url": settings.get("api_url") or None,
+        "target": settings.get("target") or "auto",
+        "cwd": notebook.parent,
     }
-    return config.load(notebook.parent, flags=flags)
 
 
 def preview(notebook: Path) -> dict[str, str]:
@@ -49,18 +64,17 @@ def preview(notebook: Path) -> dict[str, str]:
 
 
 def describe_target(notebook: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Where :func:`post` would publish: forge, repository, PR or commit, and a sentence.
+    """Where :func:`post` would publish: forge, repository, PR or commit, and a phrase.
 
     Raises:
-        ForgeError: the forge or target cannot be determined (the message says how to set it).
+        ConfigError: the forge or repository cannot be told, or the target is malformed.
+        ForgeAuthError: no usable token.
+        TargetNotFoundError: no such pull request, and no commit to fall back on.
     """
     from cml_nb.publish import resolve_target
 
     settings = settings_for(notebook, overrides)
-    target = resolve_target(
-        forge=settings.get("forge"), target=settings.get("target"), cwd=notebook.parent
-    )
-    return target_json(target)
+    return target_json(resolve_target(**_forge_args(notebook, settings)))
 
 
 def target_json(target: Any) -> dict[str, Any]:
@@ -76,26 +90,25 @@ def target_json(target: Any) -> dict[str, Any]:
 
 
 def post(notebook: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Publish the saved ``notebook``'s report like ``cml-nb publish``; return the comment URL.
+    """Publish the saved ``notebook``'s report as ``cml-nb publish`` does; the comment's URL.
 
     Raises:
+        NotebookReadError: the notebook is unreadable.
+        ConfigError: the forge, repository or target cannot be told.
         ForgeAuthError: no token, or the token may not comment.
-        TargetNotFoundError: no pull request for the current branch, or no such commit.
+        TargetNotFoundError: no such pull request, and no commit to fall back on.
         StorageError: the report's images could not be stored.
     """
     from cml_nb.publish import publish
-    from cml_nb.report.build import build_report
-    from cml_nb.report.bundle import write_bundle
+    from cml_nb.report import build_report, write_bundle
 
     settings = settings_for(notebook, overrides)
     with tempfile.TemporaryDirectory(prefix="cml-nb-post-") as tmp:
-        bundle = write_bundle(build_report([notebook]), Path(tmp) / "report")
+        bundle = write_bundle(build_report([notebook]), Path(tmp) / notebook.stem)
         result = publish(
             bundle,
-            forge=settings.get("forge"),
-            target=settings.get("target"),
-            storage=settings.get("storage"),
-            marker=settings.get("marker") or notebook.stem,
-            cwd=notebook.parent,
+            storage=settings.get("storage") or None,
+            marker=settings.get("marker") or None,
+            **_forge_args(notebook, settings),
         )
-    return {"url": result.url, "target": target_json(result.target)}
+    return {"url": result.url, "action": result.action, "target": target_json(result.target)}
