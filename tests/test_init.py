@@ -308,33 +308,54 @@ def test_settings_come_from_pyproject(repo: Path) -> None:
     assert "image: python:3.11" in (repo / ".gitlab-ci.yml").read_text()
 
 
-# --- the sweep's shard and merge lines work together, for real ---------------------------
+# --- the generated jobs' lines run as CI would, publishing to the forge emulator ---------
 
 
-def test_sweep_shards_and_merge_lines_run_as_ci_would(repo: Path) -> None:
+def _run_lines(lines: list[str], cwd: Path, env: dict[str, str]) -> None:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    full = {**os.environ, **env, "PATH": path, "XDG_CACHE_HOME": str(cwd / ".xdg")}
+    for line in lines:
+        done = subprocess.run(
+            ["bash", "-c", line], cwd=cwd, env=full, capture_output=True, text=True, timeout=240
+        )
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+
+
+def test_gitlab_sweep_pipeline_runs_and_publishes_one_comparison(
+    repo: Path, forge_emulator: Any
+) -> None:
+    from forge_emulator import scenarios
+
     (repo / "sweep.yaml").write_text("parameters: {epochs: 1}\ngrid: {lr: [0.1, 0.2]}\n")
-    text = render(PipelineOptions("gitlab", "train.ipynb", sweep=True, shards=2)).text
-    document = yaml.safe_load(text)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env["XDG_CACHE_HOME"] = str(repo / ".xdg")
-    for shard in ("1", "2"):
-        for line in document["sweep"]["script"]:
-            done = subprocess.run(
-                ["bash", "-c", line, "shard"],
-                cwd=repo,
-                env={**env, "SHARD": shard, "PYTHONUNBUFFERED": "1"},
-                capture_output=True,
-                text=True,
-                timeout=240,
-            )
-            assert done.returncode == 0, done.stderr
-    merge = [line for line in document["merge"]["script"] if "sweep merge" in line]
-    done = subprocess.run(
-        ["bash", "-c", merge[0]], cwd=repo, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
+    assert _init("--forge", "gitlab", "--sweep", "--shards", "2").exit_code == 0
+    document = yaml.safe_load((repo / ".gitlab-ci.yml").read_text())
+    scenario = scenarios.gitlab(forge_emulator)
+    for shard in ("1", "2"):  # the two matrix jobs
+        _run_lines(document["sweep"]["script"], repo, {**scenario.env, "SHARD": shard})
+    _run_lines(document["merge"]["script"], repo, scenario.env)
     merged = json.loads((repo / "sweeps" / "train" / "sweep.json").read_text())
     assert len(merged["runs"]) == 2
+    assert scenario.pull is not None
+    (note,) = scenario.pull.comments
+    assert "2 runs" in note.body and "lr=0.2" in note.body
+    assert scenario.token not in note.body
+
+
+def test_github_pipeline_runs_and_comments_on_the_pull_request(
+    repo: Path, forge_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forge_emulator import scenarios
+
+    monkeypatch.setenv("CML_NB_GITHUB_WRITE_INTERVAL", "0")  # no need to pace 127.0.0.1
+    assert _init("--forge", "github").exit_code == 0
+    workflow = yaml.safe_load((repo / FILES["github"]).read_text())
+    scenario = scenarios.github(forge_emulator, repo)
+    step = next(s for s in workflow["jobs"]["report"]["steps"] if "cml-nb run" in s.get("run", ""))
+    assert step["env"]["GITHUB_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    _run_lines([step["run"]], repo, scenario.env)  # scenario.env holds the job's GITHUB_TOKEN
+    assert scenario.pull is not None
+    (comment,) = scenario.pull.comments
+    assert "accuracy" in comment.body and scenario.token not in comment.body
 
 
 # --- the examples in docs/ci.md are what init writes today ------------------------------
