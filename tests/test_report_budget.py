@@ -117,3 +117,26 @@ def test_gitlab_budget_keeps_what_github_would_cut() -> None:
     report = build_report([_big_notebook()])
     assert NOTICE in to_markdown(report, max_chars=FORGE_LIMITS["github"])
     assert NOTICE not in to_markdown(report, max_chars=FORGE_LIMITS["gitlab"])
+
+
+def test_a_header_bigger_than_the_budget_is_cut_too() -> None:
+    report = build_report([new_notebook(cells=[new_markdown_cell("body")])])
+    report.metrics = {f"metric_{i}": i / 7 for i in range(5_000)}
+    fitted = to_markdown(report, max_chars=1_000)
+    assert len(fitted) <= 1_000 and NOTICE in fitted and "| metric_0 |" in fitted
+
+
+def test_many_small_blocks_are_cut_quickly() -> None:
+    import time
+
+    # Plain dicts: nbformat's constructors validate each cell and would dominate the time.
+    cells = [
+        {"cell_type": "code", "metadata": {}, "source": "p", "execution_count": 1,
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": f"line {i}\n"}]}
+        for i in range(20_000)
+    ]  # fmt: skip
+    report = build_report([{"cells": cells, "metadata": {}, "nbformat": 4}])
+    start = time.perf_counter()
+    fitted = to_markdown(report, max_chars=FORGE_LIMITS["github"])
+    assert time.perf_counter() - start < 5
+    assert len(fitted) <= FORGE_LIMITS["github"] and "line 0\n" in fitted

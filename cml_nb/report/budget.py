@@ -135,17 +135,24 @@ def _cut(
     header: str, parts: list[str], blocks: list[Block], render: Render, collapse: int,
     max_chars: int, actions: list[str],
 ) -> str:  # fmt: skip
-    kept = len(parts)
-    while kept >= 0:
+    # Length of header + the first k parts, as _join would build it (empty parts skipped).
+    prefix = [len(header)]
+    for part in parts:
+        prefix.append(prefix[-1] + (len(part) + len(SEPARATOR) if part else 0))
+
+    def notice_for(kept: int) -> str:
         omitted = len(parts) - kept
         cell = next((b.cell for b in blocks[kept:] if b.cell is not None), None)
         where = f" from cell {cell} on" if cell is not None else ""
-        notice = _notice(
-            render, collapse, max_chars, [*actions, f"omitted {omitted} blocks{where}"]
-        )
-        text = _join(header, [notice, *parts[:kept]])
-        if len(text) <= max_chars:
-            return text
+        return _notice(render, collapse, max_chars, [*actions, f"omitted {omitted} blocks{where}"])
+
+    # Guess with the longest notice, then step back while the exact one does not fit.
+    room = max_chars - len(notice_for(0)) - len(SEPARATOR)
+    kept = max((k for k in range(len(parts) + 1) if prefix[k] <= room), default=-1)
+    while kept >= 0:
+        notice = notice_for(kept)
+        if prefix[kept] + len(SEPARATOR) + len(notice) <= max_chars:
+            return _join(header, [notice, *parts[:kept]])
         kept -= 1
     # Even the header does not fit (thousands of metrics): keep its start.
     notice = _notice(render, collapse, max_chars, [*actions, "cut the header and omitted the body"])
