@@ -1,5 +1,7 @@
 """``cml-nb history`` through click, in a real git repository."""
 
+# ruff: noqa: F811  (test parameters named like the imported `repo` fixture)
+
 from __future__ import annotations
 
 import json
@@ -9,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from cml_nb.cli import main
-from tests.test_history import git, repo  # noqa: F401 - fixture
+from tests.test_history import git, repo  # noqa: F401 - the fixture, shared
 
 
 @pytest.fixture
-def in_repo(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F811
+def in_repo(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(repo)
     for name in ("GITHUB_TOKEN", "GH_TOKEN", "GITLAB_TOKEN", "REPO_TOKEN", "CI_JOB_TOKEN"):
         monkeypatch.delenv(name, raising=False)

@@ -1,5 +1,7 @@
 """End to end: ``cml-nb run``/``report`` with --compare-to in a real git repository, real kernels."""
 
+# ruff: noqa: F811  (test parameters named like the imported `repo` fixture)
+
 from __future__ import annotations
 
 import json
@@ -11,13 +13,13 @@ from click.testing import CliRunner
 
 from cml_nb.cli import main
 from cml_nb.errors import EXIT_REGRESSION
-from tests.test_history import commit_metrics, git, repo  # noqa: F401 - fixture
+from tests.test_history import commit_metrics, git, repo  # noqa: F401 - the fixture, shared
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 
 
 @pytest.fixture
-def project(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F811
+def project(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """main's tip commits accuracy 0.55 and loss 0.30; the notebook logs 0.5 + lr and 1/3."""
     git(repo, "checkout", "-q", "main")
     commit_metrics(repo, {"accuracy": 0.55, "loss": 0.30, "epochs_run": 3}, "base run")

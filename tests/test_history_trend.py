@@ -1,5 +1,7 @@
 """Trends across commits of a real git repository: table, plot, sources, shallow clones."""
 
+# ruff: noqa: F811  (test parameters named like the imported `repo` fixture)
+
 from __future__ import annotations
 
 import io
@@ -12,10 +14,10 @@ import pytest
 from cml_nb import history
 from cml_nb.errors import ConfigError
 from cml_nb.records import RunRecord
-from tests.test_history import GIT_ENV, commit_metrics, git, repo  # noqa: F401 - fixture
+from tests.test_history import GIT_ENV, commit_metrics, git, repo  # noqa: F401 - the fixture, shared
 
 
-def test_trend_over_three_commits(repo: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_trend_over_three_commits(repo: Path, tmp_path: Path) -> None:
     result = history.trend(["accuracy", "loss"], last=5, ref="main", cwd=repo)
     assert [p.subject for p in result.points] == [
         "start", "train acc 0.8", "train acc 0.85", "train acc 0.9",
@@ -36,7 +38,7 @@ def test_trend_over_three_commits(repo: Path, tmp_path: Path) -> None:  # noqa: 
     assert image.shape[0] > 200 and image.shape[1] > 500  # a real figure, not an empty file
 
 
-def test_last_limits_and_this_run_is_appended(repo: Path) -> None:  # noqa: F811
+def test_last_limits_and_this_run_is_appended(repo: Path) -> None:
     result = history.trend(
         ["accuracy"], last=2, ref="main", cwd=repo, head_metrics={"accuracy": 0.95}
     )
@@ -47,7 +49,7 @@ def test_last_limits_and_this_run_is_appended(repo: Path) -> None:  # noqa: F811
     assert "| this run |" in markdown and "<details>" in markdown
 
 
-def test_records_fill_commits_without_a_committed_file(repo: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_records_fill_commits_without_a_committed_file(repo: Path, tmp_path: Path) -> None:
     # the feature branch's last commit has no metrics.json change, but a cached run record
     head = git(repo, "rev-parse", "HEAD")
     RunRecord("nb.ipynb", "o.ipynb", "succeeded", metrics={"accuracy": 0.97},
@@ -58,7 +60,7 @@ def test_records_fill_commits_without_a_committed_file(repo: Path, tmp_path: Pat
     assert [p.source for p in result.points] == ["", "records"]
 
 
-def test_shallow_clone_says_how_to_get_more(repo: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_shallow_clone_says_how_to_get_more(repo: Path, tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "--depth=2", "--branch", "main", repo.as_uri(), str(clone)],
                    check=True, timeout=60, capture_output=True, env={**os.environ, **GIT_ENV})  # fmt: skip
@@ -66,7 +68,7 @@ def test_shallow_clone_says_how_to_get_more(repo: Path, tmp_path: Path) -> None:
     assert len(result.points) == 2 and "fetch-depth: 0" in " ".join(result.notes)
 
 
-def test_no_values_anywhere_is_a_note_not_an_error(repo: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_no_values_anywhere_is_a_note_not_an_error(repo: Path, tmp_path: Path) -> None:
     result = history.trend(["f1"], last=3, cwd=repo)
     assert result.values("f1") == [None, None, None]
     assert "no value of f1" in " ".join(result.notes)

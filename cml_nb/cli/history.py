@@ -74,16 +74,19 @@ def compare_options(func: F) -> F:
 
 
 def comment_reader(cwd: Path | None = None) -> CommentReader | None:
-    """The forge for the comment source when a repository and token are found, else None."""
+    """The forge for the comment source when a forge, repository and token are found.
+
+    None otherwise: the git and records sources still work, and the report says that
+    the comment source had no forge connection.
+    """
+    from cml_nb.errors import CmlNbError
+    from cml_nb.forge.connect import connect, context_for
+
     try:
-        from cml_nb.forge import open_forge  # type: ignore[attr-defined]
-    except ImportError:  # forge drivers absent: the git and records sources still work
+        ctx = context_for(cwd=cwd)
+        return connect(ctx) if ctx.token else None
+    except CmlNbError:  # no forge or repository known here
         return None
-    try:
-        reader: CommentReader | None = open_forge(cwd=cwd)
-    except Exception:  # noqa: BLE001 - no token or no repository: that source is skipped
-        return None
-    return reader
 
 
 def compare_report(

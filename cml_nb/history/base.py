@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cml_nb.errors import ConfigError
+from cml_nb.errors import CmlNbError, ConfigError
 
 DEFAULT_METRICS_PATH = "metrics.json"
 SOURCES = ("git", "comment", "records")
 MAX, MIN = "max", "min"
+_FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 BETTER, WORSE = "🟢", "🔴"
 
 
@@ -106,16 +108,16 @@ def resolve_commit(ref: str, cwd: Path | None = None, *, fetch: bool = True) -> 
         sha = _git(["rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"], cwd)
         if sha:
             return sha.strip()
+    full_sha = _FULL_SHA.fullmatch(ref.lower()) is not None
     if fetch and not ref.startswith("HEAD") and _git(["remote", "get-url", "origin"], cwd):
+        spec = ref if full_sha else f"+refs/heads/{ref}:refs/remotes/origin/{ref}"
         for attempt in range(2):  # one retry: a fetch can fail on a transient network fault
-            spec = f"+refs/heads/{ref}:refs/remotes/origin/{ref}"
-            fetched = _git(
-                ["fetch", "--quiet", "--no-tags", "--depth=50", "origin", spec], cwd, 120
-            )
-            if fetched is not None:
+            args = ["fetch", "--quiet", "--no-tags", "--depth=50", "origin", spec]
+            if _git(args, cwd, 120) is not None:
                 return resolve_commit(ref, cwd, fetch=False)
             time.sleep(1 + attempt)
-    return None
+    # A full SHA absent from this clone may still be known to the forge (comment source).
+    return ref.lower() if full_sha else None
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -268,7 +270,11 @@ def find_baseline(
                 why = "no forge connection" if forge is None else "base commit unknown"
                 base.tried.append(f"comment: {why}")
                 continue
-            payload = forge.report_metrics(commit)
+            try:
+                payload = forge.report_metrics(commit)
+            except CmlNbError as error:  # the forge is down or refuses: try the next source
+                base.tried.append(f"comment: {error}")
+                continue
             metrics, params = parse_metrics_file(payload or {})
             if metrics:
                 base.metrics, base.parameters = metrics, params

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cml_nb.errors import ConfigError
+from cml_nb.errors import CmlNbError, ConfigError
 from cml_nb.history.base import (
     DEFAULT_METRICS_PATH,
     SOURCES,
@@ -129,7 +129,11 @@ def trend(
             if source == "git":
                 found = (from_git(point.commit, metrics_path, cwd) or ({}, {}))[0]
             elif source == "comment" and forge is not None:
-                found = parse_metrics_file(forge.report_metrics(point.commit) or {})[0]
+                try:
+                    found = parse_metrics_file(forge.report_metrics(point.commit) or {})[0]
+                except CmlNbError as error:  # one refusal is enough: skip the forge from now on
+                    result.notes.append(f"comment source skipped: {error}")
+                    forge = None
             elif source == "records":
                 found = by_commit.get(point.commit)
             if found:
