@@ -20,9 +20,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "a10g": {"m": "g5.xlarge", "l": "g5.12xlarge", "xl": "g5.48xlarge"},
     "l4": {"m": "g6.xlarge", "l": "g6.12xlarge", "xl": "g6.48xlarge"},
     "l40s": {"m": "g6e.xlarge", "l": "g6e.12xlarge", "xl": "g6e.48xlarge"},
-    "v100": {"m": "p3.2xlarge", "l": "p3.8xlarge", "xl": "p3.16xlarge"},
+    "v100": {"xl": "p3dn.24xlarge"},  # the smaller p3 types are being retired
     "a100": {"xl": "p4d.24xlarge"},
-    "h100": {"xl": "p5.48xlarge"},
+    "h100": {"m": "p5.4xlarge", "xl": "p5.48xlarge"},
 }
 
 #: What ``--gpu X`` picks when ``--size`` is not given.
@@ -76,6 +76,6 @@ def markdown_table() -> str:
     lines = ["| --gpu | " + " | ".join(f"--size {s}" for s in SIZES) + " |"]
     lines.append("| --- " * (len(SIZES) + 1) + "|")
     for gpu, sizes in CATALOGUE.items():
-        cells = [f"`{sizes[s]}`" if s in sizes else "" for s in SIZES]
+        cells = [f"`{sizes[s]}`" if s in sizes else "-" for s in SIZES]
         lines.append(f"| {gpu} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
