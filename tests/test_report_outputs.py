@@ -295,3 +295,13 @@ def test_report_round_trips_through_report_json(gallery: tuple[Path, str, str]) 
     assert isinstance(loaded, Report)
     assert to_markdown(loaded) + "\n" == markdown
     assert all(asset.data for asset in loaded.assets.values())
+
+
+def test_styled_dataframes_become_tables_too() -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("jinja2")
+    styled = pd.DataFrame({"a": [1, 2], "b": [0.5, 0.25]}).style.highlight_max()._repr_html_()
+    out = new_output("execute_result", data={"text/html": styled}, execution_count=1)
+    html = gfm(to_markdown(build_report([_nb_with(out)])))
+    assert "<th>a</th>" in html and "<td>0.250000</td>" in html
+    assert "background-color" not in html

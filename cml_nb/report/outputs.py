@@ -136,7 +136,7 @@ def _omitted(what: str, data: Mapping[str, Any], cell: int) -> NoteBlock:
 def _html_blocks(
     html: str, data: Mapping[str, Any], cell: int, max_rows: int, add_asset: AddAsset
 ) -> list[Block] | None:
-    if 'class="dataframe"' in html:
+    if 'class="dataframe"' in html or '<table id="T_' in html:  # DataFrame or its Styler
         parsed = parse_dataframe_html(html)
         if parsed is not None:
             columns, rows, total = parsed
