@@ -341,6 +341,38 @@ def test_gitlab_sweep_pipeline_runs_and_publishes_one_comparison(
     assert scenario.token not in note.body
 
 
+def test_github_sweep_pipeline_runs_and_publishes_one_comparison(
+    repo: Path, forge_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forge_emulator import scenarios
+
+    monkeypatch.setenv("CML_NB_GITHUB_WRITE_INTERVAL", "0")
+    (repo / "sweep.yaml").write_text("parameters: {epochs: 1}\ngrid: {lr: [0.1, 0.2]}\n")
+    assert _init("--forge", "github", "--sweep", "--shards", "2").exit_code == 0
+    jobs = yaml.safe_load((repo / FILES["github"]).read_text())["jobs"]
+    scenario = scenarios.github(forge_emulator, repo)
+    shard_steps = [s for s in jobs["sweep"]["steps"] if "run" in s][1:]  # after the install
+    upload = jobs["sweep"]["steps"][-1]["with"]
+    for shard in ("1", "2"):
+        lines = [s["run"].replace("${{ matrix.shard }}", shard) for s in shard_steps]
+        _run_lines(lines, repo, {})
+        # upload-artifact keeps the folder's contents; download-artifact puts each
+        # artifact in a folder named after it, under the download path.
+        name = upload["name"].replace("${{ matrix.shard }}", shard)
+        (repo / upload["path"].replace("${{ matrix.shard }}", shard)).rename(
+            repo / "sweep-shards" / name
+        )
+    download = next(s for s in jobs["merge"]["steps"] if "download-artifact" in s.get("uses", ""))
+    assert download["with"]["path"] == "sweep-shards"
+    for step in [s for s in jobs["merge"]["steps"] if "run" in s][1:]:
+        # Only a step that maps secrets.GITHUB_TOKEN into its env gets the token.
+        env = {k: v for k, v in scenario.env.items() if k != "GITHUB_TOKEN" or "env" in step}
+        _run_lines([step["run"]], repo, env)
+    assert scenario.pull is not None
+    (comment,) = scenario.pull.comments
+    assert "2 runs" in comment.body and scenario.token not in comment.body
+
+
 def test_github_pipeline_runs_and_comments_on_the_pull_request(
     repo: Path, forge_emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
