@@ -90,3 +90,19 @@ def test_report_with_trend_and_no_base(project: Path) -> None:
     )
     table = next(b for b in report["blocks"] if b["type"] == "table")
     assert [row[2] for row in table["rows"]] == ["0.85", "0.9", "0.55", "0.55", "0.6"]
+
+
+def test_settings_from_pyproject_drive_the_gate(project: Path) -> None:
+    (project / "pyproject.toml").write_text(
+        '[tool.cml-nb.report]\ncompare-to = "main"\ngoal = ["loss=min"]\n'
+        'fail-on-regression = ["accuracy:0.1", "loss:1%"]\n'
+    )
+    code, output = _run("--no-report")
+    assert code == 0, output
+    result = CliRunner().invoke(main, ["report", "out/train.ipynb", "-o", "bundle"])
+    # accuracy 0.6 vs 0.55 passes; loss 0.333 vs 0.30 (min) is worse by more than 1%
+    assert result.exit_code == EXIT_REGRESSION, result.output
+    assert (
+        "loss > base + abs(base) * 0.01" in result.output
+        and "accuracy" not in result.output.split("failed:")[1]
+    )
