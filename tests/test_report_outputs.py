@@ -305,3 +305,20 @@ def test_styled_dataframes_become_tables_too() -> None:
     html = gfm(to_markdown(build_report([_nb_with(out)])))
     assert "<th>a</th>" in html and "<td>0.250000</td>" in html
     assert "background-color" not in html
+
+
+def test_markdown_images_beside_the_notebook_are_copied_into_assets(tmp_path: Path) -> None:
+    (tmp_path / "fig").mkdir()
+    (tmp_path / "fig" / "arch.png").write_bytes(PNG_1PX)
+    (tmp_path / "secret.txt").write_text("not an image")
+    cell = new_markdown_cell(
+        '![architecture](fig/arch.png "the model") ![web](https://example.org/x.png) '
+        "![missing](fig/none.png) ![outside](../../etc/x.png) [text](secret.txt)"
+    )
+    nbformat.write(new_notebook(cells=[cell]), tmp_path / "nb.ipynb")
+    report = build_report([tmp_path / "nb.ipynb"])
+    (asset,) = report.assets.values()
+    assert asset.data == PNG_1PX
+    html = gfm(to_markdown(report))
+    assert f'<img src="assets/{asset.name}" alt="architecture" title="the model"' in html
+    assert 'src="https://example.org/x.png"' in html and 'src="fig/none.png"' in html

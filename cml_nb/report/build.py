@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,8 +230,42 @@ def _attachments(cell: Mapping[str, Any], report: Report) -> tuple[str, list[str
     return text, names
 
 
+_LOCAL_IMAGE = re.compile(r"(!\[[^\]]*\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")
+_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+                ".gif": "image/gif", ".svg": "image/svg+xml"}  # fmt: skip
+
+
+def _local_images(text: str, report: Report, folders: Sequence[Path]) -> tuple[str, list[str]]:
+    """Markdown images linked by a relative path (``![](fig/a.png)``) copied into assets.
+
+    The link is relative to the notebook's folder, which the bundle does not share;
+    only files inside that folder are read.
+    """
+    names: list[str] = []
+
+    def swap(match: re.Match[str]) -> str:
+        link = match.group(2)
+        mime = _IMAGE_TYPES.get(Path(link).suffix.lower())
+        if mime is None or ":" in link or link.startswith(("/", "assets/")):
+            return match.group(0)
+        for folder in folders:
+            path = (folder / link).resolve()
+            if path.is_file() and path.is_relative_to(folder.resolve()):
+                asset = report.add_asset(path.read_bytes(), mime)
+                names.append(asset.name)
+                return f"{match.group(1)}assets/{asset.name}{match.group(3)}"
+        return match.group(0)
+
+    return _LOCAL_IMAGE.sub(swap, text), names
+
+
 def _cell_blocks(
-    nb: Mapping[str, Any], report: Report, *, show_code: bool, max_table_rows: int
+    nb: Mapping[str, Any],
+    report: Report,
+    *,
+    show_code: bool,
+    max_table_rows: int,
+    folders: Sequence[Path] = (),
 ) -> list[Block]:
     language = str(nb.get("metadata", {}).get("language_info", {}).get("name", "python"))
 
@@ -248,6 +283,8 @@ def _cell_blocks(
         kind = cell.get("cell_type")
         if kind == "markdown":
             text, names = _attachments(cell, report)
+            text, local = _local_images(text, report, folders)
+            names += local
             if text.strip():
                 blocks.append(MarkdownBlock(text.strip(), names, cell=index, role="markdown"))
             continue
@@ -328,7 +365,14 @@ def build_report(
         if record is None and path is not None and records is None:
             record = _record_beside(path)
         facts.append(_facts(nb, record, label))
-        bodies.append(_cell_blocks(nb, report, show_code=show_code, max_table_rows=max_table_rows))
+        # Relative links resolve against the source notebook's folder (the kernel's cwd).
+        folders = [Path(record.notebook).parent] if record is not None else []
+        folders += [path.parent] if path is not None else []
+        bodies.append(
+            _cell_blocks(
+                nb, report, show_code=show_code, max_table_rows=max_table_rows, folders=folders
+            )
+        )
 
     first = facts[0]
     report.notebook = ", ".join(f.label for f in facts)

@@ -269,6 +269,12 @@ def block_markdown(block: Block, report: Report, asset_url: AssetUrl, collapse_l
     if isinstance(block, ImageBlock):
         asset = report.assets.get(block.asset) or Asset(block.asset, "")
         alt = block.alt.replace("[", "(").replace("]", ")").replace("\n", " ")
+        if block.base and block.base in report.assets:  # base | head, set by the history stage
+            base_url, cell_alt = asset_url(report.assets[block.base]), alt.replace("|", "\\|")
+            return (
+                pipe_table(["Base", "This run"], [])
+                + f"\n| ![{cell_alt}]({base_url}) | ![{cell_alt}]({asset_url(asset)}) |"
+            )
         return f"![{alt}]({asset_url(asset)})"
     if isinstance(block, TableBlock):
         return _table(block)

@@ -103,11 +103,16 @@ class TextBlock(Block):
 
 @dataclass
 class ImageBlock(Block):
-    """An image, by asset name."""
+    """An image, by asset name; ``base`` names the base run's image of the same place.
+
+    The history stage sets ``base`` when the base's bundle is reachable; renderers then
+    show the two side by side (base | this run).
+    """
 
     kind: ClassVar[str] = "image"
     asset: str
     alt: str = "figure"
+    base: str | None = None
 
 
 @dataclass
