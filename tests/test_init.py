@@ -503,3 +503,16 @@ def test_outputs_and_environments_are_not_candidates(repo: Path) -> None:
         (repo / folder).mkdir(parents=True)
         shutil.copy(repo / "train.ipynb", repo / folder / "other.ipynb")
     assert _init("--forge", "github").exit_code == 0
+
+
+def test_default_branch_comes_from_the_clone(repo: Path) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
+         "-m", "first"],
+        check=True, timeout=30,
+    )  # fmt: skip
+    subprocess.run(["git", "branch", "-M", "master"], check=True, timeout=30)
+    _init("--forge", "github")
+    assert yaml.safe_load((repo / FILES["github"]).read_text())[True]["push"] == {
+        "branches": ["master"]
+    }

@@ -61,9 +61,8 @@ import click
 )
 @click.option(
     "--branch",
-    default="main",
-    show_default=True,
-    help="Default branch, whose runs later pull requests compare against (GitHub).",
+    help="Default branch, whose runs later pull requests compare against (GitHub; "
+    "default: origin's HEAD, else main).",
 )
 @click.option(
     "-o",
@@ -85,7 +84,7 @@ def command(
     requirements: tuple[Path, ...],
     python: str,
     install: str | None,
-    branch: str,
+    branch: str | None,
     output: Path | None,
     force: bool,
     dry_run: bool,

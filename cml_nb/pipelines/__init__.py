@@ -296,6 +296,22 @@ def detect_forge(root: Path) -> str | None:
     return None
 
 
+def detect_branch(root: Path) -> str:
+    """The default branch: origin's HEAD if known, else ``master`` if alone, else ``main``."""
+    git = root / ".git"
+    try:
+        head = (git / "refs" / "remotes" / "origin" / "HEAD").read_text(encoding="utf-8")
+    except OSError:
+        head = ""
+    prefix = "ref: refs/remotes/origin/"
+    if head.startswith(prefix):
+        return head[len(prefix) :].strip()
+    heads = git / "refs" / "heads"
+    if (heads / "master").is_file() and not (heads / "main").is_file():
+        return "master"
+    return "main"
+
+
 def init(
     root: Path,
     *,
@@ -356,6 +372,8 @@ def init(
         sweep_file=space,
         kernel=kernel_override(root, chosen),
     )
+    if settings.get("branch") is None:
+        settings["branch"] = detect_branch(root)
     options = replace(options, **settings)  # type: ignore[arg-type]
     pipeline = render(options)
     if output is not None:
