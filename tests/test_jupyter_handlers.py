@@ -53,11 +53,15 @@ async def fetch_error(jp_fetch: Any, *parts: str, **kwargs: Any) -> tuple[int, d
     return caught.value.code, (json.loads(body) if body else {})
 
 
-async def test_preview_builds_the_report_from_saved_outputs(jp_fetch: Any, demo: str) -> None:
+async def test_preview_builds_the_report_from_saved_outputs(
+    jp_fetch: Any, demo: str, jp_root_dir: Path
+) -> None:
     response = await jp_fetch("cml-nb", "preview", params={"path": demo})
     assert response.code == 200
     data = json.loads(response.body)
     assert data["path"] == demo
+    # Named as Jupyter shows it, without the server's filesystem layout.
+    assert "`demo.ipynb`" in data["markdown"] and str(jp_root_dir) not in data["markdown"]
     assert "Churn model" in data["markdown"]
     assert "accuracy is high" in data["markdown"]
     assert "Churn model" in data["html"] and "accuracy is high" in data["html"]
@@ -168,6 +172,7 @@ async def test_post_publishes_one_comment_and_updates_it(
     )
     assert HEADING in comments[0].body and "accuracy 0.93" in comments[0].body
     assert lab_checkout.token not in comments[0].body
+    assert str(lab_checkout.folder) not in comments[0].body
     second = json.loads(
         (
             await jp_fetch("cml-nb", "post", method="POST", body=json.dumps({"path": "demo.ipynb"}))

@@ -19,17 +19,16 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from test_jupyter_target import HEADING, Checkout, developer_env, github_checkout
 
 REPO = Path(__file__).resolve().parent.parent
 EXTENSION = REPO / "extension"
 BUILT = REPO / "cml_nb" / "labextension"
 ARTIFACTS = REPO / "test-artifacts" / "lab-e2e"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-HEADING = "Churn model: weekly retrain"
 
 pytestmark = [
     pytest.mark.browser,
@@ -46,38 +45,24 @@ def free_port() -> int:
         return port
 
 
-def write_notebook(path: Path) -> None:
-    code = new_code_cell("print('accuracy 0.93')", execution_count=1)
-    code.outputs = [new_output("stream", name="stdout", text="accuracy 0.93\n")]
-    nb = new_notebook(
-        cells=[new_markdown_cell(f"# {HEADING}\n\nThe model improved this week."), code],
-        metadata={
-            # Without a kernelspec, Lab opens a "Select Kernel" modal over everything.
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-            "language_info": {"name": "python"},
-        },
-    )
-    nbformat.write(nb, path)
-
-
 @dataclass
 class Lab:
     url: str
     token: str
-    root: Path
+    checkout: Checkout
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+def lab(tmp_path: Path, forge_emulator: Any) -> Iterator[Lab]:
+    """JupyterLab serving a developer's checkout (open PR on the emulator, token in its env)."""
     missing = [
         p
         for p in (BUILT / "static" / "style.js", EXTENSION / "node_modules" / "playwright-core")
         if not p.exists()
     ]
     assert not missing, f"missing {missing}: run 'jlpm install && jlpm build' in extension/"
-    root = tmp_path / "root"
-    root.mkdir()
-    write_notebook(root / "demo.ipynb")
+    made = github_checkout(forge_emulator, tmp_path / "root")
+    root = made.folder
     # The freshly built extension, ahead of any installed copy (extra paths come first).
     labext = tmp_path / "labextensions"
     labext.mkdir()
@@ -88,11 +73,9 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
     token, port = secrets.token_hex(16), free_port()
-    env = {
-        **os.environ,
-        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
-    }
+    env = developer_env(os.environ, made.env)
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp_path / "settings")
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "workspaces")
     log = (tmp_path / "lab.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
@@ -114,7 +97,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             except OSError:
                 assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
                 time.sleep(0.3)
-        yield Lab(url, token, root)
+        yield Lab(url, token, made)
     finally:
         server.terminate()
         try:
@@ -147,10 +130,18 @@ def drive(lab: Lab, steps: str) -> dict[str, object]:
     return seen
 
 
-def test_preview_shows_the_report_in_a_sandboxed_panel(lab: Lab) -> None:
-    seen = drive(lab, "preview")
+def test_post_then_preview_in_jupyterlab(lab: Lab, forge_emulator: Any) -> None:
+    seen = drive(lab, "post,preview")
+    pull = lab.checkout.pull
+    # Post: the dialog named the PR of the branch; one comment, linked in the toast.
+    assert f"pull request #{pull.number} of octo/demo on GitHub" in str(seen["confirm"])
+    assert len(pull.comments) == 1 and HEADING in pull.comments[0].body
+    comment_url = (
+        f"{forge_emulator.root}/octo/demo/pull/{pull.number}#issuecomment-{pull.comments[0].id}"
+    )
+    assert seen["posted"] == comment_url
+    # Preview: the report in a sandboxed frame beside the notebook, refreshed in place.
     assert seen["sandbox"] == ""  # the frame runs no scripts
-    assert HEADING in str(seen["reportText"])
-    assert "accuracy 0.93" in str(seen["reportText"])
-    assert seen["panels"] == 1  # pressing again refreshed the same panel
+    assert HEADING in str(seen["reportText"]) and "accuracy 0.93" in str(seen["reportText"])
+    assert seen["panels"] == 1
     assert (ARTIFACTS / "preview-panel.png").stat().st_size > 10_000

@@ -13,6 +13,7 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from test_jupyter_target import HEADING, developer_env, github_checkout
 
 
 def write_executed(path: Path, heading: str = "Churn model") -> Path:
@@ -46,10 +47,10 @@ class Kernel:
         return json.loads("".join(out).strip().splitlines()[-1])
 
 
-def start(cwd: Path, env: dict[str, str] | None = None) -> Iterator[Kernel]:
-    manager, client = start_new_kernel(
-        kernel_name="python3", cwd=str(cwd), env={**os.environ, **(env or {})}
-    )
+def start(cwd: Path, env: dict[str, str] | None = None, replace: bool = False) -> Iterator[Kernel]:
+    """A kernel in ``cwd`` whose environment is ours plus ``env`` (or only ``env``)."""
+    full = dict(env or {}) if replace else {**os.environ, **(env or {})}
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=full)
     try:
         yield Kernel(manager, client)
     finally:
@@ -80,6 +81,7 @@ def test_preview_button_shows_the_sandboxed_report(kernel: Kernel, tmp_path: Pat
     assert state["report"].startswith('<iframe class="cml-nb-report" sandbox=""')
     # The report page is escaped inside srcdoc, so it cannot break out of the frame.
     assert "Churn model" in state["report"] and "accuracy is high" in state["report"]
+    assert str(tmp_path) not in state["report"]  # named train.ipynb, not by absolute path
     assert "<script" not in state["report"].lower()
     assert "train.ipynb" in state["status"] and "saved at" in state["status"]
 
@@ -125,3 +127,48 @@ def test_without_a_path_or_session_the_panel_says_what_to_pass(tmp_path: Path) -
         )
         assert result.startswith("UsageError: ")
         assert "ReportPanel('train.ipynb')" in result
+
+
+def test_post_shows_the_target_then_posts_on_confirm(forge_emulator: Any, tmp_path: Path) -> None:
+    made = github_checkout(forge_emulator, tmp_path / "demo")
+    env = developer_env(os.environ, made.env)
+    for kernel in start(made.folder, env, replace=True):
+        asked = kernel.run(
+            "from cml_nb.widgets import ReportPanel\n"
+            "panel = ReportPanel('demo.ipynb')\npanel.post_button.click()\n" + PANEL_STATE
+        )
+        number = made.pull.number
+        assert asked["confirm_shown"]
+        assert f"pull request #{number} of octo/demo on GitHub" in asked["status"]
+        assert made.pull.comments == []  # nothing posted before confirming
+        posted = kernel.run("panel.confirm_button.click()\n" + PANEL_STATE)
+    assert not posted["confirm_shown"]
+    assert len(made.pull.comments) == 1 and HEADING in made.pull.comments[0].body
+    assert posted["url"].endswith(
+        f"/octo/demo/pull/{number}#issuecomment-{made.pull.comments[0].id}"
+    )
+    assert f'href="{posted["url"]}"' in posted["status"]
+
+
+def test_cancel_posts_nothing(forge_emulator: Any, tmp_path: Path) -> None:
+    made = github_checkout(forge_emulator, tmp_path / "demo")
+    for kernel in start(made.folder, developer_env(os.environ, made.env), replace=True):
+        kernel.run(
+            "from cml_nb.widgets import ReportPanel\n"
+            "panel = ReportPanel('demo.ipynb')\npanel.post_button.click()\n" + PANEL_STATE
+        )
+        state = kernel.run("panel.cancel_button.click()\n" + PANEL_STATE)
+    assert not state["confirm_shown"]
+    assert made.pull.comments == []
+
+
+def test_post_without_a_token_shows_the_fix(forge_emulator: Any, tmp_path: Path) -> None:
+    made = github_checkout(forge_emulator, tmp_path / "demo")
+    env = developer_env(os.environ, {k: v for k, v in made.env.items() if k != "GITHUB_TOKEN"})
+    for kernel in start(made.folder, env, replace=True):
+        state = kernel.run(
+            "from cml_nb.widgets import ReportPanel\n"
+            "panel = ReportPanel('demo.ipynb')\npanel.post_button.click()\n" + PANEL_STATE
+        )
+    assert not state["confirm_shown"]
+    assert "GITHUB_TOKEN" in state["status"]

@@ -51,15 +51,28 @@ def _forge_args(notebook: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def preview(notebook: Path) -> dict[str, str]:
+def build(notebook: Path, label: str | None = None) -> Any:
+    """The report of the saved ``notebook``, naming it ``label`` (default: its file name).
+
+    The report would otherwise show the server's absolute path, which means nothing
+    to readers of the pull request and tells them about the developer's machine.
+    """
+    from cml_nb.report import build_report
+
+    report = build_report([notebook])
+    report.notebook = label or notebook.name
+    return report
+
+
+def preview(notebook: Path, label: str | None = None) -> dict[str, str]:
     """The report of the saved ``notebook`` as ``{"markdown", "html"}`` (HTML sanitized).
 
     Raises:
         NotebookReadError: the notebook is missing or not a notebook.
     """
-    from cml_nb.report import build_report, to_html, to_markdown
+    from cml_nb.report import to_html, to_markdown
 
-    report = build_report([notebook])
+    report = build(notebook, label)
     return {"markdown": to_markdown(report), "html": to_html(report)}
 
 
@@ -89,7 +102,9 @@ def target_json(target: Any) -> dict[str, Any]:
     }
 
 
-def post(notebook: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def post(
+    notebook: Path, overrides: Mapping[str, Any] | None = None, label: str | None = None
+) -> dict[str, Any]:
     """Publish the saved ``notebook``'s report as ``cml-nb publish`` does; the comment's URL.
 
     Raises:
@@ -100,11 +115,11 @@ def post(notebook: Path, overrides: Mapping[str, Any] | None = None) -> dict[str
         StorageError: the report's images could not be stored.
     """
     from cml_nb.publish import publish
-    from cml_nb.report import build_report, write_bundle
+    from cml_nb.report import write_bundle
 
     settings = settings_for(notebook, overrides)
     with tempfile.TemporaryDirectory(prefix="cml-nb-post-") as tmp:
-        bundle = write_bundle(build_report([notebook]), Path(tmp) / notebook.stem)
+        bundle = write_bundle(build(notebook, label), Path(tmp) / notebook.stem)
         result = publish(
             bundle,
             storage=settings.get("storage") or None,

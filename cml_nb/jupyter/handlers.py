@@ -68,6 +68,10 @@ class _CmlNbHandler(APIHandler):
             raise tornado.web.HTTPError(404, f"{path} does not exist: save the notebook first")
         return full
 
+    def label(self, path: str | None) -> str:
+        """How reports name the notebook: its path as the user sees it in Jupyter."""
+        return (path or "").lstrip("/")
+
     async def call(self, func: Callable[..., T], *args: Any) -> T | None:
         """Run a blocking action in a thread; on CmlNbError answer JSON and return None."""
         loop = asyncio.get_running_loop()
@@ -91,10 +95,10 @@ class PreviewHandler(_CmlNbHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         """Build the report from the notebook's saved outputs."""
-        notebook = self.notebook(self.get_query_argument("path", None))
-        result = await self.call(actions.preview, notebook)
+        path = self.get_query_argument("path", None)
+        result = await self.call(actions.preview, self.notebook(path), self.label(path))
         if result is not None:
-            self.finish(json.dumps({"path": self.get_query_argument("path"), **result}))
+            self.finish(json.dumps({"path": path, **result}))
 
 
 class TargetHandler(_CmlNbHandler):
@@ -122,8 +126,9 @@ class PostHandler(_CmlNbHandler):
             raise tornado.web.HTTPError(400, f"the body is not JSON ({exc.msg})") from exc
         if not isinstance(body, dict):
             raise tornado.web.HTTPError(400, 'the body must be a JSON object: {"path": ...}')
-        notebook = self.notebook(body.get("path"))
-        result = await self.call(actions.post, notebook, self.overrides(body))
+        path = body.get("path")
+        notebook = self.notebook(path)
+        result = await self.call(actions.post, notebook, self.overrides(body), self.label(path))
         if result is not None:
             self.finish(json.dumps(result))
 

@@ -8,7 +8,7 @@ the panel reports on the notebook as last saved and says when that was.
 Example::
 
     from cml_nb.widgets import ReportPanel
-    ReportPanel()                 # or ReportPanel("train.ipynb", target="pr:12")
+    ReportPanel()                 # or ReportPanel("train.ipynb", target="pr/12")
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class ReportPanel(w.VBox):  # type: ignore[misc]
     Args:
         path: the notebook (default: the notebook of this kernel, where the front-end says).
         forge: ``github`` or ``gitlab`` (default: ``[tool.cml-nb]``, then detection).
-        target: ``pr``, ``pr:N``, ``commit``, ``commit:SHA`` or ``issue:N``.
+        target: ``auto``, ``pr``, ``pr/N``, ``commit``, ``commit/SHA`` or ``issue/N``.
         storage: where the report's images go.
         marker: identifies the comment to update in place.
 
@@ -85,6 +85,8 @@ class ReportPanel(w.VBox):  # type: ignore[misc]
         marker: str | None = None,
     ) -> None:
         self.path = resolve_notebook(path)
+        #: how the report names the notebook (the path as given, not the absolute one)
+        self.label = str(path) if path is not None else self.path.name
         given = {"forge": forge, "target": target, "storage": storage, "marker": marker}
         self.overrides = {k: v for k, v in given.items() if v}
         self.preview_button = w.Button(description="Preview report", icon="eye")
@@ -107,7 +109,7 @@ class ReportPanel(w.VBox):  # type: ignore[misc]
 
     def preview(self) -> None:
         """Show the report of the notebook as last saved (refreshes on every call)."""
-        result = self._run(actions.preview, self.path)
+        result = self._run(actions.preview, self.path, self.label)
         if result is not None:
             self.report.value = framed(result["html"])
             self._say(f"Report of {self.path.name} as {self._saved()}.")
@@ -125,7 +127,7 @@ class ReportPanel(w.VBox):  # type: ignore[misc]
         """Publish the report (as ``cml-nb publish`` does) and link the comment."""
         self._ask(False)
         self._say("Posting…")
-        result = self._run(actions.post, self.path, self.overrides)
+        result = self._run(actions.post, self.path, self.overrides, self.label)
         if result is not None:
             self.url = result["url"]
             link = html.escape(result["url"], quote=True)
