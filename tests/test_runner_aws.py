@@ -26,7 +26,7 @@ from runner_fixtures import (
     moto_endpoint,  # noqa: F401 (a fixture)
 )
 
-from cml_nb.errors import CloudError, ConfigError
+from cml_nb.errors import CloudError, ConfigError, ForgeAuthError
 from cml_nb.runner import lifecycle
 from cml_nb.runner.aws import TAG_EXPIRES, TAG_RUNNER, Ec2
 from cml_nb.runner.lifecycle import LaunchRequest
@@ -345,3 +345,20 @@ def test_gitlab_runner_launch_and_stop(
     actions = lifecycle.stop(cloud(aws), resolver(gitlab), "gl-gpu")
     assert sorted(a.action for a in actions) == ["terminate", "unregister"]
     assert repo.runners == {} and aws.live() == []
+
+
+def test_refused_registration_creates_nothing_and_says_why(aws: Aws, forge_emulator: Any) -> None:
+    token = fake_token("ghp_")
+    forge_emulator.state.add_token(token, "reader", permissions={"contents"})
+    forge_emulator.state.add_repo("github", REPO)
+    github = GitHubRunners(REPO, token=token, api_url=forge_emulator.github_api)
+    with pytest.raises(ForgeAuthError, match="administer the repository's self-hosted runners"):
+        lifecycle.launch(request(aws), cloud(aws), github)
+    assert aws.all() == []
+
+
+def test_forge_throttling_is_retried(aws: Aws, github: GitHubRunners, forge_emulator: Any) -> None:
+    forge_emulator.faults.add("POST", "generate-jitconfig", 502, times=2)
+    result = lifecycle.launch(request(aws, single=True), cloud(aws), github)
+    assert len(forge_emulator.requests("POST", "generate-jitconfig")) == 3
+    lifecycle.stop(cloud(aws), resolver(github), result.name)

@@ -81,12 +81,12 @@ def _sigterm_as_interrupt() -> None:
 
 def _cloud(cloud: str, region: str | None) -> Any:
     from cml_nb.errors import ConfigError
-    from cml_nb.runner.aws import Ec2
+    from cml_nb.runner import get_cloud
 
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
         raise ConfigError("no AWS region: pass --region (e.g. us-west-2) or export AWS_REGION")
-    return {"aws": Ec2}[cloud](region)
+    return get_cloud(cloud, region)
 
 
 def _forge_options(forge: str, token: str | None, api_url: str | None) -> dict[str, Any]:

@@ -160,11 +160,14 @@ def launch(
         raise ConfigError(f"a runner named {name!r} already runs: pick another --name")
     info = cloud.describe_instance_type(request.instance_type)
     ami = request.ami or cloud.default_ami(info)
-    registration = forge.register(name, list(request.labels), single=request.single)
-    cloud.scrubber.add(registration.secret)
-    progress(f"{name}: registration from {forge.name} for {forge.repository} ({registration.kind})")
+    registration: Registration | None = None
     instance: Instance | None = None
     try:
+        registration = forge.register(name, list(request.labels), single=request.single)
+        cloud.scrubber.add(registration.secret)
+        progress(
+            f"{name}: registration from {forge.name} for {forge.repository} ({registration.kind})"
+        )
         settings = StartupSettings(
             name=name,
             forge=forge.name,
@@ -203,7 +206,8 @@ def launch(
             progress(f"{name}: online on {forge.name}")
         return LaunchResult(name, instance, registered)
     except BaseException as failure:
-        _undo(cloud, forge, name, registration, instance, failure)
+        if registration is not None or not isinstance(failure, CmlNbError):
+            _undo(cloud, forge, name, registration, instance, failure)
         raise
 
 
@@ -227,7 +231,7 @@ def _undo(
     cloud: Ec2,
     forge: RunnerForge,
     name: str,
-    registration: Registration,
+    registration: Registration | None,
     instance: Instance | None,
     failure: BaseException,
 ) -> None:
@@ -249,7 +253,7 @@ def _undo(
             log.warning("%s: terminated %s after the launch failed", name, terminated)
     except CmlNbError as exc:
         problems.append(str(exc))
-    runner_ids = {registration.runner_id} if registration.runner_id is not None else set()
+    runner_ids = {registration.runner_id} if registration and registration.runner_id else set()
     try:
         runner_ids |= {r.id for r in forge.runners() if r.name == name}
         for runner_id in runner_ids:

@@ -275,16 +275,33 @@ class GitLabRunners:
         project = self.project()
         with self._errors(f"listing the runners of {self.repository}"):
             listed = project.runners.list(get_all=True)
-        return [
-            ForgeRunner(
-                id=int(r.id),
-                name=str(getattr(r, "description", "") or ""),
-                online=bool(getattr(r, "online", False)) or getattr(r, "status", "") == "online",
-                busy=getattr(r, "status", "") == "running",
-                labels=tuple(getattr(r, "tag_list", []) or []),
+        found = []
+        for r in listed:
+            online = bool(getattr(r, "online", False)) or getattr(r, "status", "") == "online"
+            found.append(
+                ForgeRunner(
+                    id=int(r.id),
+                    name=str(getattr(r, "description", "") or ""),
+                    online=online,
+                    busy=online and self._busy(int(r.id)),
+                    labels=tuple(getattr(r, "tag_list", []) or []),
+                )
             )
-            for r in listed
-        ]
+        return found
+
+    def _busy(self, runner_id: int) -> bool:
+        """Whether the runner has a running job (GitLab's runner list does not say)."""
+        from gitlab.exceptions import GitlabError
+
+        try:
+            jobs = self.client.http_list(
+                f"/runners/{runner_id}/jobs",
+                query_data={"status": "running", "per_page": 1},
+                get_all=False,
+            )
+        except GitlabError:  # e.g. a token without access to the runner's jobs
+            return False
+        return bool(list(jobs))
 
     def remove(self, runner_id: int) -> None:
         """Delete the runner on GitLab (a missing one is fine)."""
