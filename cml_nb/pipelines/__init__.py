@@ -26,6 +26,7 @@ from cml_nb.errors import ConfigError, NotebookReadError
 GPU_RUNNERS: tuple[str, ...] = ("aws",)
 #: Where the generated files point users for help.
 DOCS_URL = "https://github.com/cml-nb/cml-nb/blob/main/docs/ci.md"
+RUNNERS_URL = "https://github.com/cml-nb/cml-nb/blob/main/docs/runners.md"
 #: Requirement files installed (and hashed for the pip cache) when present.
 REQUIREMENT_FILES: tuple[str, ...] = ("requirements.txt",)
 

@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from cml_nb import __version__
-from cml_nb.pipelines import DOCS_URL, _yaml, commands
+from cml_nb.pipelines import DOCS_URL, RUNNERS_URL, _yaml, commands
 
 if TYPE_CHECKING:
     from cml_nb.pipelines import Pipeline, PipelineOptions, Secret
@@ -199,6 +199,10 @@ def _secrets(options: PipelineOptions) -> list[Secret]:
             "a fine-grained personal access token with Administration: read and write on "
             "this repository, so the launch job can register self-hosted runners",
         ),
-        Secret("AWS_ACCESS_KEY_ID", SETTINGS, "the access key of an IAM user that may run EC2"),
+        Secret(
+            "AWS_ACCESS_KEY_ID",
+            SETTINGS,
+            f"the access key of an IAM user with the policy in {RUNNERS_URL}",
+        ),
         Secret("AWS_SECRET_ACCESS_KEY", SETTINGS, "that IAM user's secret key"),
     ]

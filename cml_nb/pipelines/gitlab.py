@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from cml_nb import __version__
-from cml_nb.pipelines import DOCS_URL, _yaml, commands
+from cml_nb.pipelines import DOCS_URL, RUNNERS_URL, _yaml, commands
 
 if TYPE_CHECKING:
     from cml_nb.pipelines import Pipeline, PipelineOptions, Secret
@@ -148,7 +148,7 @@ def _secrets(options: PipelineOptions) -> list[Secret]:
     from cml_nb.pipelines import Secret
 
     if options.gpu_runner:
-        rights = "api and create_runner scopes and the Maintainer role"
+        rights = "api, create_runner and manage_runner scopes and the Maintainer role"
     else:
         rights = "api scope and the Developer role"
     found = [
@@ -161,7 +161,11 @@ def _secrets(options: PipelineOptions) -> list[Secret]:
     ]
     if options.gpu_runner:
         found += [
-            Secret("AWS_ACCESS_KEY_ID", SETTINGS, "the access key of an IAM user that may run EC2"),
+            Secret(
+                "AWS_ACCESS_KEY_ID",
+                SETTINGS,
+                f"the access key of an IAM user with the policy in {RUNNERS_URL}",
+            ),
             Secret("AWS_SECRET_ACCESS_KEY", SETTINGS, "that IAM user's secret key"),
         ]
     return found
