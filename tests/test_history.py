@@ -207,3 +207,20 @@ def test_report_baseline_carries_delta_cells(repo: Path) -> None:
     assert report["deltas"]["accuracy"].endswith("🔴") and report["deltas"]["loss"].endswith("🟢")
     assert report["verdicts"] == {"accuracy": "worse", "loss": "better"}
     assert comparison.gates[0].failed and "❌" in report["gates"][0]
+
+
+def test_pair_images_by_place_not_by_hash() -> None:
+    from cml_nb.report.model import DetailsBlock, ImageBlock, Report
+
+    def report(*images: bytes) -> Report:
+        r = Report("r")
+        for data in images:
+            r.blocks.append(ImageBlock(r.add_asset(data, "image/png").name, "output of cell 3"))
+        return r
+
+    base, head = report(b"same", b"old"), report(b"same", b"new", b"extra")
+    head.blocks = [DetailsBlock("folded", head.blocks)]  # nested images count too
+    assert history.pair_images(head, base) == 1
+    first, second, third = head.blocks[0].blocks  # type: ignore[attr-defined]
+    assert first.base is None and third.base is None  # identical, and no counterpart
+    assert second.base is not None and head.assets[second.base].data == b"old"

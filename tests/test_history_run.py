@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -106,3 +107,42 @@ def test_settings_from_pyproject_drive_the_gate(project: Path) -> None:
         "loss > base + abs(base) * 0.01" in result.output
         and "accuracy" not in result.output.split("failed:")[1]
     )
+
+
+def _plotting_notebook(path: Path) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[
+        new_code_cell("lr = 0.1", metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            "%matplotlib inline\nimport matplotlib.pyplot as plt\nimport cml_nb\n"
+            "plt.plot([0, 1], [0, lr]); plt.show()\ncml_nb.log_metric('accuracy', 0.5 + lr)"
+        ),
+    ])  # fmt: skip
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+
+
+def test_figures_of_the_base_bundle_show_side_by_side(project: Path) -> None:
+    git(project, "checkout", "-q", "main")
+    _plotting_notebook(project / "plot.ipynb")
+    base = CliRunner().invoke(main, ["run", "plot.ipynb", "-o", "cache/base/plot.ipynb"])
+    assert base.exit_code == 0, base.output
+    git(project, "checkout", "-q", "change")
+    result = CliRunner().invoke(main, [
+        "run", "plot.ipynb", "-o", "out/plot.ipynb", "-p", "lr", "0.3",
+        "--compare-to", "main", "--history", "cache",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    markdown = (project / "out" / "report" / "report.md").read_text()
+    assert "| Base | This run |" in markdown
+    links = re.findall(r"\]\((assets/[0-9a-f]{64}\.png)\)", markdown)
+    assert len(links) == 2 and links[0] != links[1]
+    base_assets = {p.name for p in (project / "cache" / "base" / "report" / "assets").iterdir()}
+    assert Path(links[0]).name in base_assets  # the base's own figure, on the left
+    assert all((project / "out" / "report" / link).is_file() for link in links)

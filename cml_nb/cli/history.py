@@ -132,6 +132,8 @@ def compare_report(
             head_commit=report.commit,
         )
         report.baseline = comparison.report
+        if history is not None:  # the base run's bundle, if cached, gives base | head images
+            hist.pair_with_history(report, history, comparison.baseline.commit)
         for line in [f"base: {comparison.baseline.summary()}", *comparison.gate_lines()]:
             click.echo(line, err=True)
     if trend:

@@ -44,6 +44,7 @@ from cml_nb.history.gate import (
     parse_gate,
     regression_gate,
 )
+from cml_nb.history.images import find_bundle, pair_images, pair_with_history
 from cml_nb.history.trend import (
     Trend,
     TrendPoint,
@@ -77,8 +78,11 @@ __all__ = [
     "enforce",
     "evaluate",
     "find_baseline",
+    "find_bundle",
     "parse_gate",
     "parse_goals",
+    "pair_images",
+    "pair_with_history",
     "parse_metrics_file",
     "plot_trend",
     "read_records",
