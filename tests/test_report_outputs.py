@@ -322,3 +322,25 @@ def test_markdown_images_beside_the_notebook_are_copied_into_assets(tmp_path: Pa
     html = gfm(to_markdown(report))
     assert f'<img src="assets/{asset.name}" alt="architecture" title="the model"' in html
     assert 'src="https://example.org/x.png"' in html and 'src="fig/none.png"' in html
+
+
+def test_runner_names_the_gpu_from_the_run_record() -> None:
+    from cml_nb.records import RunRecord
+
+    record = RunRecord(
+        notebook="train.ipynb",
+        output="runs/train/train.ipynb",
+        status="succeeded",
+        duration=12.5,
+        environment={
+            "platform": "Linux-6.5.0-x86_64-with-glibc2.36", "machine": "x86_64",
+            "python": "3.11.7", "ci": "github",
+            "gpus": [{"name": "NVIDIA H100 80GB HBM3"}, {"name": "NVIDIA H100 80GB HBM3"}],
+            "git": {"commit": "0123456789abcdef0123456789abcdef01234567"},
+        },
+    )  # fmt: skip
+    report = build_report([new_notebook(cells=[])], records=[record])
+    header = gfm(to_markdown(report)).split("<hr />", 1)[0]
+    assert "runner: 2 × NVIDIA H100 80GB HBM3 · Linux x86_64 · Python 3.11.7 · CI: github" in header
+    assert "commit <code>0123456789ab</code>" in header and "12.5 s" in header
+    assert "<code>train.ipynb</code>" in header
