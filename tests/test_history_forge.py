@@ -37,10 +37,17 @@ def _publish_on(scenario: scenarios.Scenario, sha: str, tmp_path: Path, metrics:
     assert result.action == "created"
 
 
+def _scenario(kind: str, emulator, tmp_path: Path) -> scenarios.Scenario:
+    if kind == "github":
+        return scenarios.github(emulator, tmp_path, pull=False)
+    return scenarios.gitlab(emulator, mr=False)
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
 def test_base_from_the_hidden_json_of_a_commit_comment(
-    forge_emulator, repo: Path, tmp_path: Path
+    forge_emulator, repo: Path, tmp_path: Path, kind: str
 ) -> None:
-    s = scenarios.github(forge_emulator, tmp_path, pull=False)
+    s = _scenario(kind, forge_emulator, tmp_path)
     main_sha = git(repo, "rev-parse", "main")
     _push(s, main_sha)
     _publish_on(s, main_sha, tmp_path, {"accuracy": 0.88, "loss": 0.25})
