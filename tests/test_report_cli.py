@@ -51,7 +51,7 @@ def test_default_bundle_is_beside_the_notebook_and_max_chars_applies(executed: P
     code, output = cml_nb("report", str(executed), "--max-chars", "2000")
     assert code == 0, output
     markdown = (executed.parent / "report" / "report.md").read_text()
-    assert len(markdown) <= 2001 and "shortened to fit 2,000 characters" in markdown
+    assert len(markdown) <= 2000 and "shortened to fit 2,000 characters" in markdown
     assert len((executed.parent / "report" / "report.html").read_text()) > 20_000  # complete
 
 
@@ -147,7 +147,7 @@ def test_settings_come_from_pyproject_then_environment(
     monkeypatch.chdir(tmp_path)
     assert cml_nb("report", str(executed), "-o", "a")[0] == 0
     markdown = (tmp_path / "a" / "report.md").read_text()
-    assert len(markdown) <= 3001 and "shortened to fit 3,000 characters" in markdown
+    assert len(markdown) <= 3000 and "shortened to fit 3,000 characters" in markdown
     monkeypatch.setenv("CML_NB_REPORT_MAX_CHARS", "1000000")
     assert cml_nb("report", str(executed), "-o", "b")[0] == 0
     second = (tmp_path / "b" / "report.md").read_text()

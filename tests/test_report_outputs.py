@@ -293,7 +293,7 @@ def test_report_round_trips_through_report_json(gallery: tuple[Path, str, str]) 
     bundle, markdown, _ = gallery
     loaded = load_bundle(bundle)
     assert isinstance(loaded, Report)
-    assert to_markdown(loaded) + "\n" == markdown
+    assert to_markdown(loaded) == markdown
     assert all(asset.data for asset in loaded.assets.values())
 
 

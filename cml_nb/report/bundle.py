@@ -42,8 +42,9 @@ def write_bundle(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_assets(report.assets, out_dir / ASSETS_DIR)
+        # Written as is (no trailing newline added), so the file is within the budget.
         markdown = to_markdown(report, max_chars=max_chars, collapse_lines=collapse_lines)
-        _write_text(out_dir / MARKDOWN_NAME, markdown + "\n")
+        _write_text(out_dir / MARKDOWN_NAME, markdown)
         _write_text(out_dir / HTML_NAME, to_html(report, collapse_lines=collapse_lines))
         data = json.dumps(report.to_dict(), indent=1, ensure_ascii=False, default=str)
         _write_text(out_dir / JSON_NAME, data + "\n")
