@@ -48,6 +48,11 @@ def node_problem() -> str | None:
     return None
 
 
+def is_development_build(build_dir: Path) -> bool:
+    """Whether ``build_dir`` holds a development build (it ships source maps)."""
+    return any((build_dir / "static").glob("*.js.map"))
+
+
 class LabExtensionBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     """Builds ``extension/`` into ``cml_nb/labextension`` and ships it in the wheel."""
 
@@ -67,6 +72,8 @@ class LabExtensionBuildHook(BuildHookInterface):  # type: ignore[type-arg]
                 npm_builder(
                     self.target_name,
                     version,
+                    # A release must not ship an editable install's development build.
+                    force=version == "standard" and is_development_build(root / BUILD_DIR),
                     path=str(root / "extension"),
                     build_dir=str(root / BUILD_DIR),
                     source_dir=str(root / SOURCE_DIR),
