@@ -113,6 +113,7 @@ class Machine:
             **os.environ,
             "PATH": f"{self.bin}:{os.environ['PATH']}",
             "CONTROL": str(self.control),
+            "CML_NB_FOREGROUND": "1",  # never hand the script to this machine's systemd
             "RUNNER_DIR": str(self.runner_dir),
         }
         self.started = time.monotonic()
@@ -178,14 +179,14 @@ def test_idle_runner_shuts_down_after_the_timeout(machine: Machine) -> None:
 
 def test_busy_runner_stays_up_until_the_job_ends_then_idles_out(machine: Machine) -> None:
     (machine.control / "job").touch()
-    machine.start(_local(machine, idle_timeout_s=1))
+    machine.start(_local(machine, idle_timeout_s=2))
     time.sleep(3)
     assert machine.shutdown_calls() == [machine.shutdown_calls()[0]], "shut down while busy"
     (machine.control / "job").unlink()
     code, out, elapsed = machine.finish()
     assert code == 0, out
-    assert elapsed >= 4
-    assert "idle for 1s" in machine.shutdown_calls()[-1]
+    assert elapsed >= 4.5  # 3 s busy, then at least 2 s idle
+    assert "idle for 2s" in machine.shutdown_calls()[-1]
 
 
 def test_single_runner_shuts_down_right_after_its_job(machine: Machine) -> None:

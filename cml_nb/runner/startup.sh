@@ -14,11 +14,15 @@ log() {
   printf '%s cml-nb-runner: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | tee -a "$LOG_FILE" >&2
 }
 
+runner_home() {
+  getent passwd "$RUNNER_USER" | cut -d: -f6
+}
+
 as_runner_user() {
   if [ "$(id -un)" = "$RUNNER_USER" ]; then
     "$@"
   else
-    runuser -u "$RUNNER_USER" -- "$@"
+    runuser -u "$RUNNER_USER" -- env HOME="$(runner_home)" "$@"
   fi
 }
 
@@ -27,7 +31,7 @@ exec_as_runner_user() {
   if [ "$(id -un)" = "$RUNNER_USER" ]; then
     exec "$@"
   else
-    exec runuser -u "$RUNNER_USER" -- "$@"
+    exec runuser -u "$RUNNER_USER" -- env HOME="$(runner_home)" "$@"
   fi
 }
 
@@ -132,6 +136,8 @@ start_agent() {
       exec_as_runner_user ./run.sh &
     fi
   else
+    mkdir -p "$RUNNER_DIR"
+    chown "$RUNNER_USER" "$RUNNER_DIR"
     gitlab-runner register --non-interactive --url "$FORGE_URL" --token "$secret" \
       --executor shell --name "$RUNNER_NAME" >/dev/null
     gitlab-runner run --user "$RUNNER_USER" --working-directory "$RUNNER_DIR" \
@@ -169,7 +175,8 @@ watch_idle() {
       return 0
     else
       now=$(date +%s)
-      if [ $((now - last_active)) -ge "$IDLE_TIMEOUT_SECONDS" ]; then
+      # date +%s counts whole seconds: -gt makes the idle time at least the timeout.
+      if [ $((now - last_active)) -gt "$IDLE_TIMEOUT_SECONDS" ]; then
         power_off "idle for ${IDLE_TIMEOUT_SECONDS}s"
         return 0
       fi
@@ -187,6 +194,12 @@ run_user_script() {
 }
 
 main() {
+  # cloud-init waits for user-data to finish: go on as a systemd unit instead, so the
+  # boot completes and the runner's log lands in the journal too.
+  if [ -z "${CML_NB_FOREGROUND:-}" ] && [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
+    exec systemd-run --unit=cml-nb-runner --collect --setenv=CML_NB_FOREGROUND=1 \
+      /bin/bash "$(readlink -f "$0")"
+  fi
   log "starting runner $RUNNER_NAME for $FORGE"
   schedule_max_lifetime
   trap 'power_off "the startup script failed (see $LOG_FILE)"' ERR
