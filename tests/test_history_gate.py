@@ -84,7 +84,9 @@ def test_fail_on_regression_texts() -> None:
     assert regression_gate("accuracy:0.01").text == "accuracy < base - 0.01"
     assert regression_gate("loss:5%", {"loss": "min"}).text == "loss > base + abs(base) * 0.05"
     assert regression_gate("val/acc:0").text == 'head["val/acc"] < base["val/acc"] - 0.0'
-    for bad in ["accuracy", "accuracy:", "accuracy:-1", ":0.1", "accuracy:abc"]:
+    assert regression_gate("base:0.1").text == 'head["base"] < base["base"] - 0.1'
+    assert regression_gate("not:0.1").text == 'head["not"] < base["not"] - 0.1'
+    for bad in ["accuracy", "accuracy:", "accuracy:-1", ":0.1", "accuracy:abc", "a:inf", "a:nan"]:
         with pytest.raises(ConfigError, match="METRIC:TOLERANCE"):
             regression_gate(bad)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import json
+import keyword
+import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -169,7 +171,7 @@ def regression_gate(spec: str, goals: Mapping[str, str] | None = None) -> Gate:
         amount = float(tolerance.rstrip("%")) / (100 if relative else 1)
     except ValueError:
         amount = -1.0
-    if not sep or not name or amount < 0:
+    if not sep or not name or not 0 <= amount < math.inf:
         raise ConfigError(
             f"--fail-on-regression {spec!r} is not METRIC:TOLERANCE; "
             "write e.g. accuracy:0.01 or loss:5%"
@@ -177,7 +179,7 @@ def regression_gate(spec: str, goals: Mapping[str, str] | None = None) -> Gate:
     goal = (goals or {}).get(name, MAX)
     if goal not in (MAX, MIN):
         raise ConfigError(f"goal of {name!r} is {goal!r}: use max or min")
-    if name.isidentifier():
+    if name.isidentifier() and not keyword.iskeyword(name) and name not in (*_SIDES, "abs"):
         head_term, base_term = name, "base"
     else:  # names like "val/acc" or "train.loss" are safest as subscripts
         head_term, base_term = f"head[{json.dumps(name)}]", f"base[{json.dumps(name)}]"
