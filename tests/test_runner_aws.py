@@ -357,8 +357,14 @@ def test_refused_registration_creates_nothing_and_says_why(aws: Aws, forge_emula
     assert aws.all() == []
 
 
-def test_forge_throttling_is_retried(aws: Aws, github: GitHubRunners, forge_emulator: Any) -> None:
-    forge_emulator.faults.add("POST", "generate-jitconfig", 502, times=2)
-    result = lifecycle.launch(request(aws, single=True), cloud(aws), github)
+def test_forge_faults_and_rate_limits_are_retried(
+    aws: Aws, github: GitHubRunners, gitlab: GitLabRunners, forge_emulator: Any
+) -> None:
+    forge_emulator.faults.bad_gateway("POST", "generate-jitconfig", times=1)
+    forge_emulator.faults.secondary_rate_limit("POST", "generate-jitconfig", times=1)
+    forge_emulator.faults.too_many_requests("POST", "/user/runners", times=2)
+    for forge in (github, gitlab):
+        result = lifecycle.launch(request(aws, single=True), cloud(aws), forge)
+        lifecycle.stop(cloud(aws), resolver(forge), result.name)
     assert len(forge_emulator.requests("POST", "generate-jitconfig")) == 3
-    lifecycle.stop(cloud(aws), resolver(github), result.name)
+    assert len(forge_emulator.requests("POST", "/user/runners")) == 3

@@ -7,6 +7,7 @@ and the user-data is never printed.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -101,6 +102,13 @@ def test_launch_list_stop_cleanup_without_leaking_secrets(
     assert "g5.xlarge" in launched.stderr
     assert outputs.read_text() == "runner-name=cli-gpu\n"
     (live,) = aws.live()
+    user_data = aws.ec2.describe_instance_attribute(
+        InstanceId=live["InstanceId"], Attribute="userData"
+    )["UserData"]["Value"]
+    script = base64.b64decode(user_data).decode()
+    assert "REGISTRATION=" in script
+    for credential in (env["GITHUB_TOKEN"], env["AWS_SECRET_ACCESS_KEY"]):
+        assert credential not in script  # only the registration secret travels
 
     listed = cli(env, "list")
     assert listed.exit_code == 0, listed.output
