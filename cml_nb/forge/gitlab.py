@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ T = TypeVar("T")
 #: GitLab's limit on a note body.
 MAX_BODY = 1_000_000
 DEFAULT_API = "https://gitlab.com/api/v4"
+UPLOAD_ATTEMPTS = 5
 
 _SCOPES = {
     "read": "`read_api`",
@@ -252,10 +254,25 @@ class GitLabForge:
         return url
 
     def upload(self, filename: str, data: bytes) -> str:
-        """Upload a file to the project's uploads; the link GitLab itself puts in Markdown."""
-        result = self._call(f"uploading {filename}", "write",
-                            lambda: self._project.upload(filename, filedata=data))  # fmt: skip
-        return str(result["url"])
+        """Upload a file to the project's uploads; the link GitLab itself puts in Markdown.
+
+        Retried here rather than by python-gitlab: its retry resends a multipart
+        body it has already consumed, and the request then hangs until the timeout.
+        """
+        from gitlab.exceptions import GitlabError
+
+        project = self._project
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            try:
+                result = project.upload(filename, filedata=data, retry_transient_errors=False)
+                return str(result["url"])
+            except GitlabError as exc:
+                code = getattr(exc, "response_code", None) or 0
+                if attempt == UPLOAD_ATTEMPTS or not (code == 429 or code >= 500):
+                    raise self._translate(exc, f"uploading {filename}", "write") from None
+                log.info("upload of %s failed (%s); retrying", filename, code)
+            time.sleep(min(0.5 * 2**attempt, 8.0))
+        raise ForgeError(f"GitLab kept failing to take {filename}; rerun later")  # pragma: no cover
 
     def read_file(self, path: str, ref: str) -> bytes | None:
         """A file's bytes at ``ref``; None when absent."""
