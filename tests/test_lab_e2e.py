@@ -22,13 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jupyter_target import HEADING, Checkout, developer_env, github_checkout
+from test_jupyter_target import Checkout, developer_env, github_checkout
+
+from cml_nb import execute
 
 REPO = Path(__file__).resolve().parent.parent
 EXTENSION = REPO / "extension"
 BUILT = REPO / "cml_nb" / "labextension"
 ARTIFACTS = REPO / "test-artifacts" / "lab-e2e"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+EXAMPLE = REPO / "example_notebooks" / "train.ipynb"
+HEADING = "Digit classifier"
 
 pytestmark = [
     pytest.mark.browser,
@@ -63,6 +67,8 @@ def lab(tmp_path: Path, forge_emulator: Any) -> Iterator[Lab]:
     assert not missing, f"missing {missing}: run 'jlpm install && jlpm build' in extension/"
     made = github_checkout(forge_emulator, tmp_path / "root")
     root = made.folder
+    # The example notebook, executed the way a developer would before posting.
+    execute.run(EXAMPLE, root / "train.ipynb", {"max_iter": 100})
     # The freshly built extension, ahead of any installed copy (extra paths come first).
     labext = tmp_path / "labextensions"
     labext.mkdir()
@@ -115,7 +121,7 @@ def drive(lab: Lab, steps: str) -> dict[str, object]:
         **os.environ,
         "CMLNB_URL": lab.url,
         "CMLNB_TOKEN": lab.token,
-        "CMLNB_NOTEBOOK": "demo.ipynb",
+        "CMLNB_NOTEBOOK": "train.ipynb",
         "CMLNB_HEADING": HEADING,
         "CMLNB_ARTIFACTS": str(ARTIFACTS),
         "CMLNB_STEPS": steps,
@@ -130,18 +136,23 @@ def drive(lab: Lab, steps: str) -> dict[str, object]:
     return seen
 
 
-def test_post_then_preview_in_jupyterlab(lab: Lab, forge_emulator: Any) -> None:
+def test_post_then_preview_the_example_in_jupyterlab(lab: Lab, forge_emulator: Any) -> None:
     seen = drive(lab, "post,preview")
     pull = lab.checkout.pull
     # Post: the dialog named the PR of the branch; one comment, linked in the toast.
     assert f"pull request #{pull.number} of octo/demo on GitHub" in str(seen["confirm"])
-    assert len(pull.comments) == 1 and HEADING in pull.comments[0].body
-    comment_url = (
-        f"{forge_emulator.root}/octo/demo/pull/{pull.number}#issuecomment-{pull.comments[0].id}"
+    assert len(pull.comments) == 1
+    body = pull.comments[0].body
+    assert HEADING in body and "accuracy" in body
+    assert "/blob/cml-nb-assets/" in body  # the plots went to the assets branch
+    comment = pull.comments[0]
+    assert (
+        seen["posted"]
+        == f"{forge_emulator.root}/octo/demo/pull/{pull.number}#issuecomment-{comment.id}"
     )
-    assert seen["posted"] == comment_url
     # Preview: the report in a sandboxed frame beside the notebook, refreshed in place.
     assert seen["sandbox"] == ""  # the frame runs no scripts
-    assert HEADING in str(seen["reportText"]) and "accuracy 0.93" in str(seen["reportText"])
+    assert HEADING in str(seen["reportText"]) and "Confusion matrix" in str(seen["reportText"])
+    assert int(str(seen["images"])) >= 2  # confusion matrix and learning curve, inlined
     assert seen["panels"] == 1
     assert (ARTIFACTS / "preview-panel.png").stat().st_size > 10_000

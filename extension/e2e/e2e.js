@@ -62,12 +62,18 @@ async function preview(page, seen) {
   const frame = page.frameLocator('.jp-cmlnb-report iframe');
   await frame.getByText(heading).first().waitFor({ timeout: TIMEOUT });
   seen.sandbox = await page.locator('.jp-cmlnb-report iframe').getAttribute('sandbox');
-  seen.reportText = (await frame.locator('body').innerText()).slice(0, 2000);
+  seen.reportText = (await frame.locator('body').innerText()).slice(0, 4000);
+  seen.images = await frame.locator('img').count();
   // Pressed again, the same panel refreshes.
   await button.click();
   await frame.getByText(heading).first().waitFor({ timeout: TIMEOUT });
   await page.waitForTimeout(500);
   seen.panels = await page.locator('.jp-cmlnb-report').count();
+  // The screenshot doubles as the README's picture: no toast over the report.
+  for (const close of await page.locator('.jp-Notification-Toast-Close').all()) {
+    await close.click().catch(() => {});
+  }
+  await page.waitForTimeout(800);
   await page.screenshot({ path: path.join(artifacts, 'preview-panel.png') });
 }
 
