@@ -296,10 +296,18 @@ class GitHubForge:
         return base64.b64decode(blob.content)
 
     def _ref_sha(self, branch: str) -> str | None:
+        ref = self._ref(branch)
+        return None if ref is None else str(ref.object.sha)
+
+    def _ref(self, branch: str) -> Any:
         from github import GithubException
 
         try:
-            return str(self._repo.get_git_ref(f"heads/{branch}").object.sha)
+            ref = self._repo.get_git_ref(f"heads/{branch}")
+            # Reading it completes the lazy object, so its url becomes .../git/refs/...:
+            # editing through the lazy .../git/ref/... url would PATCH a route GitHub lacks.
+            _ = ref.object.sha
+            return ref
         except GithubException as exc:
             if exc.status == 404:
                 return None
@@ -324,7 +332,8 @@ class GitHubForge:
         from github import GithubException, InputGitTreeElement
 
         for attempt in range(3):
-            tip = self._ref_sha(branch)
+            ref = self._ref(branch)
+            tip = None if ref is None else str(ref.object.sha)
             parent = tip or start
             with self._errors(f"committing {len(files)} file(s) to {branch}", "contents"):
                 elements = [
@@ -344,7 +353,7 @@ class GitHubForge:
                     if tip is None:
                         self._repo.create_git_ref(f"refs/heads/{branch}", commit.sha)
                     else:
-                        self._repo.get_git_ref(f"heads/{branch}").edit(commit.sha, force=False)
+                        ref.edit(commit.sha, force=False)
                     return str(commit.sha)
                 except GithubException as exc:
                     if exc.status != 422 or attempt == 2:

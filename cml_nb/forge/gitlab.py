@@ -262,16 +262,17 @@ class GitLabForge:
         from gitlab.exceptions import GitlabError
 
         project = self._project
-        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
-            try:
-                result = project.upload(filename, filedata=data, retry_transient_errors=False)
-                return str(result["url"])
-            except GitlabError as exc:
-                code = getattr(exc, "response_code", None) or 0
-                if attempt == UPLOAD_ATTEMPTS or not (code == 429 or code >= 500):
-                    raise self._translate(exc, f"uploading {filename}", "write") from None
-                log.info("upload of %s failed (%s); retrying", filename, code)
-            time.sleep(min(0.5 * 2**attempt, 8.0))
+        with self._errors(f"uploading {filename}", "write"):  # connection errors
+            for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+                try:
+                    result = project.upload(filename, filedata=data, retry_transient_errors=False)
+                    return str(result["url"])
+                except GitlabError as exc:
+                    code = getattr(exc, "response_code", None) or 0
+                    if attempt == UPLOAD_ATTEMPTS or not (code == 429 or code >= 500):
+                        raise self._translate(exc, f"uploading {filename}", "write") from None
+                    log.info("upload of %s failed (%s); retrying", filename, code)
+                time.sleep(min(0.5 * 2**attempt, 8.0))
         raise ForgeError(f"GitLab kept failing to take {filename}; rerun later")  # pragma: no cover
 
     def read_file(self, path: str, ref: str) -> bytes | None:
