@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,16 +74,25 @@ class _CmlNbHandler(APIHandler):
         return (path or "").lstrip("/")
 
     async def call(self, func: Callable[..., T], *args: Any) -> T | None:
-        """Run a blocking action in a thread; on CmlNbError answer JSON and return None."""
+        """Run a blocking action in a thread; on failure answer JSON and return None."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(None, functools.partial(func, *args))
         except errors.CmlNbError as error:
             self.set_status(status_for(error))
-            message = actions.scrub(str(error))
+            name, message = type(error).__name__, actions.scrub(str(error))
             self.log.warning("cml-nb: %s", message)
-            self.finish(json.dumps({"message": message, "error": type(error).__name__}))
-            return None
+        except Exception as error:  # a bug, or a library failing in a way not mapped yet
+            self.set_status(500)
+            name = type(error).__name__
+            message = actions.scrub(
+                f"{type(error).__name__}: {error} (a cml-nb bug; the Jupyter server log has "
+                "the traceback: please report it)"
+            )
+            trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            self.log.error("cml-nb: unexpected failure\n%s", actions.scrub(trace))
+        self.finish(json.dumps({"message": message, "error": name}))
+        return None
 
     def overrides(self, source: dict[str, Any]) -> dict[str, str]:
         """The settings a request may override (forge, target, storage, marker)."""
