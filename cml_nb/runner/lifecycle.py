@@ -224,7 +224,7 @@ def _wait_online(forge: RunnerForge, name: str, timeout_s: float, poll_s: float)
                 "troubleshoot > Get system log), check the AMI has NVIDIA drivers, or raise "
                 "--register-timeout"
             )
-        time.sleep(poll_s)
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
 
 
 def _undo(
