@@ -13,6 +13,7 @@ from cml_nb.cli import main
 from cml_nb.sweep.runner import SweepResult
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
 pytestmark = pytest.mark.timeout(240)
 
 
@@ -61,6 +62,7 @@ def test_unreachable_scheduler_is_a_one_line_error(tmp_path: Path) -> None:
         "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "-o", str(tmp_path / "o"),
         "--cache-dir", str(tmp_path / "cache"),
     ]  # fmt: skip
-    done = CliRunner().invoke(main, args)
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        done = CliRunner().invoke(main, args)
     assert done.exit_code == 1
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in done.output

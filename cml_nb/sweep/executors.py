@@ -173,7 +173,8 @@ def _connect(client_class: Any, address: str) -> Any:
     from cml_nb.errors import CmlNbError
 
     try:
-        return client_class(address, timeout="20s")
+        # Dask retries the connection for distributed.comm.timeouts.connect (30 s by default).
+        return client_class(address)
     except (OSError, TimeoutError) as exc:
         raise CmlNbError(
             f"cannot reach the Dask scheduler at {address} ({exc}): "
