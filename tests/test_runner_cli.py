@@ -216,3 +216,23 @@ def test_cancelled_launcher_terminates_its_instance(
     assert launcher.returncode == 130, output
     assert aws.live() == [] and forge_emulator.state.repo(REPO).runners == {}
     assert_no_leak([output], secrets_seen(forge_emulator, env))
+
+
+def test_pyproject_settings_apply_to_runner_commands(
+    aws: Aws, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.cml-nb.runner]\nregion = "us-west-2"\n\n'
+        '[tool.cml-nb.runner.launch]\nlabels = "from-pyproject"\nregister-timeout = "0"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    no_region = {**env, "AWS_DEFAULT_REGION": "", "AWS_REGION": ""}
+    ((key, value),) = aws.tag.items()
+    result = cli(no_region, "launch", "--gpu", "t4", "--ami", aws.ami(), "--tag", f"{key}={value}")
+    assert result.exit_code == 0, result.output
+    (live,) = aws.live()
+    assert {"Key": "cml-nb:labels", "Value": "from-pyproject"} in live["Tags"]
+    assert live["InstanceType"] == "g4dn.xlarge"
+    stopped = cli(no_region, "stop", result.stdout.strip())
+    assert stopped.exit_code == 0, stopped.output
+    assert aws.live() == []

@@ -121,7 +121,8 @@ def _age(seconds: float | None) -> str:
 
 
 @click.group()
-def command() -> None:
+@click.pass_context
+def command(ctx: click.Context) -> None:
     """Cloud GPU runners for CI: launch one, list them, stop one, clean up leaks.
 
     \b
@@ -131,6 +132,12 @@ def command() -> None:
     schedule: it terminates instances whose lifetime ended or whose runner is
     gone. See docs/runners.md.
     """
+    # [tool.cml-nb.runner] settings (region = ...) apply to every runner command.
+    defaults = dict(ctx.default_map or {})
+    shared = {k: v for k, v in defaults.items() if not isinstance(v, dict)}
+    for verb in ("launch", "list", "stop", "cleanup"):
+        defaults[verb] = {**shared, **(defaults.get(verb) or {})}
+    ctx.default_map = defaults
 
 
 @command.command()
