@@ -119,11 +119,30 @@ def test_unknown_instance_type_fails_before_anything_is_created(
     assert forge_emulator.requests("POST", "/actions/runners") == []
 
 
-def test_unknown_ami_fails_and_leaves_no_forge_runner(
+def test_unknown_ami_fails_before_anything_is_created(
     aws: Aws, github: GitHubRunners, forge_emulator: Any
 ) -> None:
     with pytest.raises(CloudError, match="InvalidAMIID.*pass --ami"):
         lifecycle.launch(request(aws, ami="ami-00000000", single=True), cloud(aws), github)
+    assert aws.all() == []
+    assert forge_emulator.requests("POST", "/actions/runners") == []
+
+
+def test_image_of_the_wrong_architecture_fails_early(aws: Aws, github: GitHubRunners) -> None:
+    with pytest.raises(ConfigError, match="is for x86_64 but g5g.xlarge runs arm64"):
+        lifecycle.launch(request(aws, instance_type="g5g.xlarge"), cloud(aws), github)
+    assert aws.all() == []
+
+
+def test_launch_that_fails_after_registration_removes_the_forge_runner(
+    aws: Aws, github: GitHubRunners, forge_emulator: Any
+) -> None:
+    aws.on(
+        "before-send.ec2.RunInstances",
+        lambda request, **_: aws_error("UnauthorizedOperation", 403, "not allowed"),
+    )
+    with pytest.raises(CloudError, match="UnauthorizedOperation.*EC2 permissions"):
+        lifecycle.launch(request(aws, single=True), cloud(aws), github)
     assert aws.all() == []
     assert forge_emulator.state.repo(REPO).runners == {}  # the JIT runner was removed again
 

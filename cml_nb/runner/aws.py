@@ -265,6 +265,19 @@ class Ec2:
             )
         return zones
 
+    def check_image(self, ami: str, info: InstanceTypeInfo) -> None:
+        """Fail early when the image is missing or built for another architecture."""
+        with self._errors(f"checking image {ami}"):
+            images = self.ec2.describe_images(ImageIds=[ami]).get("Images", [])
+        if not images:
+            raise ConfigError(f"image {ami} does not exist in {self.region}: pass another --ami")
+        arch = images[0].get("Architecture", info.architecture)
+        if arch != info.architecture:
+            raise ConfigError(
+                f"image {ami} is for {arch} but {info.name} runs {info.architecture}: "
+                "pass a matching --ami or another instance type"
+            )
+
     def default_ami(self, info: InstanceTypeInfo) -> str:
         """The current Ubuntu image for the type (with NVIDIA drivers when it has GPUs)."""
         from botocore.exceptions import ClientError

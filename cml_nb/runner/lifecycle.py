@@ -158,8 +158,12 @@ def launch(
     name = request.name or new_name()
     if cloud.instances(name=name):
         raise ConfigError(f"a runner named {name!r} already runs: pick another --name")
+    # Everything that can be checked is checked before anything is created.
     info = cloud.describe_instance_type(request.instance_type)
+    if not request.subnet:
+        cloud.zones_offering(request.instance_type)
     ami = request.ami or cloud.default_ami(info)
+    cloud.check_image(ami, info)
     registration: Registration | None = None
     instance: Instance | None = None
     try:
