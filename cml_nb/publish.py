@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from cml_nb.forge import COMMIT, ISSUE, PR, Comment, Forge, Target, forge_class
 from cml_nb.forge import comments as sticky
 from cml_nb.forge.connect import connect, context_for
 from cml_nb.forge.context import ForgeContext
+from cml_nb.secrets import Scrubber
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +140,30 @@ def _payload(report: Any, marker: str, sha: str | None) -> dict[str, Any]:
             "metrics": report.metrics, "parameters": report.parameters}  # fmt: skip
 
 
+def _scrub_around(text: str, keep: list[str], scrubber: Scrubber) -> str:
+    """``text`` scrubbed everywhere except inside ``keep`` (the image URLs).
+
+    A presigned URL names its access key id by design; masking it would break the link.
+    """
+    if not keep:
+        return scrubber.scrub(text)
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(set(keep), key=len, reverse=True)))
+    parts, position = [], 0
+    for found in pattern.finditer(text):
+        parts += [scrubber.scrub(text[position : found.start()]), found.group(0)]
+        position = found.end()
+    return "".join(parts) + scrubber.scrub(text[position:])
+
+
 def render(
     report: Any, *, urls: Mapping[str, str], marker: str, sha: str | None, max_chars: int,
-    notes: list[str] | None = None,
+    notes: list[str] | None = None, secrets: Iterable[str | None] = (),
 ) -> str:  # fmt: skip
-    """The comment body: marker, Markdown within ``max_chars``, hidden metrics."""
+    """The comment body: marker, Markdown within ``max_chars``, hidden metrics.
+
+    Credentials are masked once more here (the token in use, secret-looking
+    environment variables, known token formats), whatever the report holds.
+    """
     from cml_nb.report import to_markdown
 
     payload = _payload(report, marker, sha)
@@ -151,7 +171,9 @@ def render(
     budget = max_chars - sticky.envelope_size(marker, payload) - len(tail) - 16
     markdown = to_markdown(report, asset_url=lambda a: urls.get(a.name, f"assets/{a.name}"),
                            max_chars=budget)  # fmt: skip
-    return sticky.envelope(markdown + tail, marker, payload)
+    body = sticky.envelope(markdown + tail, marker, payload)
+    scrubber = Scrubber([s for s in secrets if s])
+    return _scrub_around(body, list(urls.values()), scrubber)
 
 
 def default_marker(report: Any, bundle_dir: Path) -> str:
@@ -220,17 +242,20 @@ def publish(
             f"would {'update' if existing else 'create'} the report comment {name!r} on "
             f"{where.describe()}; {len(assets)} image(s) left unstored"
         )
-        result.body = render(report, urls={}, marker=name, sha=sha, max_chars=driver.max_comment_chars)
+        result.body = render(report, urls={}, marker=name, sha=sha,
+                             max_chars=driver.max_comment_chars, secrets=[ctx.token])  # fmt: skip
         return result
     backend = get_storage(storage or driver.default_storage, driver)
     stored = backend.store(assets, known=known_urls(existing))
     result.uploaded, result.reused, result.notes = stored.uploaded, stored.reused, stored.notes
     result.body = render(report, urls=stored.urls, marker=name, sha=sha,
-                         max_chars=driver.max_comment_chars, notes=stored.notes)  # fmt: skip
+                         max_chars=driver.max_comment_chars, notes=stored.notes,
+                         secrets=[ctx.token])  # fmt: skip
     done = sticky.upsert(driver, where, result.body, name, new=new, existing=existing)
     result.url, result.action = done.comment.url, done.action
     if check and sha:
-        result.status_url = _record_status(driver, report, sha, name, result, stored.urls)
+        secrets = [ctx.token] if ctx.token else []
+        result.status_url = _record_status(driver, report, sha, name, result, stored.urls, secrets)
     log.info("%s report comment %s on %s", done.action, name, where.describe())
     return result
 
@@ -256,14 +281,16 @@ def _offline_dry_run(
 
 
 def _record_status(
-    driver: Forge, report: Any, sha: str, name: str, result: PublishResult, urls: Mapping[str, str]
-) -> str:
+    driver: Forge, report: Any, sha: str, name: str, result: PublishResult,
+    urls: Mapping[str, str], secrets: list[str],
+) -> str:  # fmt: skip
     from cml_nb.report import to_markdown
 
     succeeded = report.status in ("succeeded", "unknown")
     title = f"{report.title}: {report.status}"
     summary = to_markdown(report, asset_url=lambda a: urls.get(a.name, f"assets/{a.name}"),
                           max_chars=min(driver.max_comment_chars, 65_535) - 100)  # fmt: skip
+    summary = _scrub_around(summary, list(urls.values()), Scrubber(secrets))
     return driver.set_status(sha, succeeded=succeeded, name=f"cml-nb/{name}", title=title,
                              summary=summary, url=result.url)  # fmt: skip
 
