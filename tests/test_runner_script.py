@@ -271,3 +271,21 @@ def test_gitlab_runner_busy_from_its_metrics_then_idle(machine: Machine) -> None
     calls = (machine.control / "gitlab-runner-calls").read_text()
     assert f"--token {TOKEN}" in calls and "unregister --all-runners" in calls
     assert TOKEN not in out
+
+
+def test_jobs_cannot_reach_the_instance_metadata(tmp_path: Path) -> None:
+    # The functions of the real script, with iptables as a stand-in that records calls.
+    script = render(_settings(runner_user="nobody", log_file=str(tmp_path / "log")))
+    functions = tmp_path / "functions.sh"
+    functions.write_text(script.replace('\nmain "$@"\n', "\n"))
+    _write(tmp_path / "bin" / "iptables", f'#!/bin/bash\necho "iptables $*" >> {tmp_path}/calls\n')
+    _write(
+        tmp_path / "bin" / "ip6tables", f'#!/bin/bash\necho "ip6tables $*" >> {tmp_path}/calls\n'
+    )
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    subprocess.run(["bash", "-c", f"source {functions} && protect_metadata"], env=env, check=True)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [
+        "iptables -I OUTPUT -d 169.254.169.254 -m owner --uid-owner nobody -j REJECT",
+        "ip6tables -I OUTPUT -d fd00:ec2::254 -m owner --uid-owner nobody -j REJECT",
+    ]

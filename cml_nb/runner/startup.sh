@@ -185,6 +185,21 @@ watch_idle() {
   done
 }
 
+# The user-data (with the registration secret) is readable from the instance metadata
+# service: jobs, which run as RUNNER_USER, must not reach it.
+protect_metadata() {
+  if [ "$(id -u "$RUNNER_USER")" = 0 ]; then
+    log "jobs run as root: they can read the instance metadata, registration secret included"
+    return 0
+  fi
+  if ! iptables -I OUTPUT -d 169.254.169.254 -m owner --uid-owner "$RUNNER_USER" -j REJECT; then
+    log "could not block the instance metadata service for $RUNNER_USER"
+  fi
+  if ! ip6tables -I OUTPUT -d fd00:ec2::254 -m owner --uid-owner "$RUNNER_USER" -j REJECT; then
+    log "could not block the IPv6 instance metadata service for $RUNNER_USER"
+  fi
+}
+
 run_user_script() {
   if [ -n "$USER_SCRIPT_B64" ]; then
     log "running the user's startup script"
@@ -205,6 +220,7 @@ main() {
   trap 'power_off "the startup script failed (see $LOG_FILE)"' ERR
   check_gpu
   ensure_user
+  protect_metadata
   install_cml_nb
   install_agent
   run_user_script
