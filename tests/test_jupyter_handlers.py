@@ -9,8 +9,8 @@ from typing import Any
 import nbformat
 import pytest
 from forge_emulator.scenarios import fake_token
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
-from test_jupyter_target import HEADING, github_checkout, use_developer_env
+from nbformat.v4 import new_markdown_cell
+from test_jupyter_target import HEADING, executed_notebook, github_checkout, use_developer_env
 from tornado.httpclient import HTTPClientError
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -25,19 +25,6 @@ def jp_server_config() -> dict[str, Any]:
             "allow_unauthenticated_access": False,
         }
     }
-
-
-def executed_notebook() -> nbformat.NotebookNode:
-    """A small notebook as saved after running: a heading, printed output, a metric."""
-    code = new_code_cell("print('accuracy is high')", execution_count=1)
-    code.outputs = [new_output("stream", name="stdout", text="accuracy is high\n")]
-    nb = new_notebook(
-        cells=[new_markdown_cell("# Churn model\n\nTrained on the demo data."), code],
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-    )
-    return nb
 
 
 @pytest.fixture
@@ -62,9 +49,9 @@ async def test_preview_builds_the_report_from_saved_outputs(
     assert data["path"] == demo
     # Named as Jupyter shows it, without the server's filesystem layout.
     assert "`demo.ipynb`" in data["markdown"] and str(jp_root_dir) not in data["markdown"]
-    assert "Churn model" in data["markdown"]
-    assert "accuracy is high" in data["markdown"]
-    assert "Churn model" in data["html"] and "accuracy is high" in data["html"]
+    assert HEADING in data["markdown"]
+    assert "accuracy 0.93" in data["markdown"]
+    assert HEADING in data["html"] and "accuracy 0.93" in data["html"]
     assert "<script" not in data["html"].lower()
 
 
@@ -81,7 +68,7 @@ async def test_preview_of_a_subfolder_notebook(jp_fetch: Any, jp_root_dir: Path)
     (jp_root_dir / "sub").mkdir()
     nbformat.write(executed_notebook(), jp_root_dir / "sub" / "n.ipynb")
     response = await jp_fetch("cml-nb", "preview", params={"path": "sub/n.ipynb"})
-    assert "Churn model" in json.loads(response.body)["markdown"]
+    assert HEADING in json.loads(response.body)["markdown"]
 
 
 @pytest.mark.parametrize("method", ["GET preview", "GET target", "POST post"])

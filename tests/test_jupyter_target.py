@@ -31,11 +31,11 @@ HEADING = "Churn model: weekly retrain"
 _FOREIGN = ("GITHUB_", "GITLAB_", "CI_", "GH_TOKEN", "REPO_TOKEN", "CML_NB_")
 
 
-def write_executed(path: Path, heading: str = HEADING) -> Path:
+def executed_notebook(heading: str = HEADING) -> nbformat.NotebookNode:
     """A notebook as saved after running: a heading, printed output."""
     code = new_code_cell("print('accuracy 0.93')", execution_count=1)
     code.outputs = [new_output("stream", name="stdout", text="accuracy 0.93\n")]
-    nb = new_notebook(
+    return new_notebook(
         cells=[new_markdown_cell(f"# {heading}\n\nThe model improved this week."), code],
         metadata={
             # Without a kernelspec, Lab opens a "Select Kernel" modal over everything.
@@ -43,7 +43,11 @@ def write_executed(path: Path, heading: str = HEADING) -> Path:
             "language_info": {"name": "python"},
         },
     )
-    nbformat.write(nb, path)
+
+
+def write_executed(path: Path, heading: str = HEADING) -> Path:
+    """``executed_notebook(heading)`` saved at ``path``."""
+    nbformat.write(executed_notebook(heading), path)
     return path
 
 

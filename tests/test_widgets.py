@@ -8,20 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
-from test_jupyter_target import HEADING, developer_env, github_checkout
-
-
-def write_executed(path: Path, heading: str = "Churn model") -> Path:
-    code = new_code_cell("print('accuracy is high')", execution_count=1)
-    code.outputs = [new_output("stream", name="stdout", text="accuracy is high\n")]
-    nb = new_notebook(cells=[new_markdown_cell(f"# {heading}"), code])
-    nbformat.write(nb, path)
-    return path
+from test_jupyter_target import HEADING, developer_env, github_checkout, write_executed
 
 
 class Kernel:
@@ -80,7 +70,7 @@ def test_preview_button_shows_the_sandboxed_report(kernel: Kernel, tmp_path: Pat
     )
     assert state["report"].startswith('<iframe class="cml-nb-report" sandbox=""')
     # The report page is escaped inside srcdoc, so it cannot break out of the frame.
-    assert "Churn model" in state["report"] and "accuracy is high" in state["report"]
+    assert HEADING in state["report"] and "accuracy 0.93" in state["report"]
     assert str(tmp_path) not in state["report"]  # named train.ipynb, not by absolute path
     assert "<script" not in state["report"].lower()
     assert "train.ipynb" in state["status"] and "saved at" in state["status"]
@@ -94,8 +84,8 @@ def test_preview_refreshes_from_the_saved_file(kernel: Kernel, tmp_path: Path) -
     )
     write_executed(nb, heading="Retrained model")
     second = kernel.run("panel.preview_button.click()\n" + PANEL_STATE)
-    assert "Churn model" in first["report"]
-    assert "Retrained model" in second["report"] and "Churn model" not in second["report"]
+    assert HEADING in first["report"]
+    assert "Retrained model" in second["report"] and HEADING not in second["report"]
 
 
 def test_panel_finds_its_notebook_from_the_server_session(tmp_path: Path) -> None:
@@ -105,7 +95,7 @@ def test_panel_finds_its_notebook_from_the_server_session(tmp_path: Path) -> Non
             "from cml_nb.widgets import ReportPanel\n"
             "panel = ReportPanel()\npanel.preview()\n" + PANEL_STATE
         )
-        assert "Churn model" in state["report"]
+        assert HEADING in state["report"]
 
 
 def test_unreadable_notebook_shows_a_one_line_error(kernel: Kernel, tmp_path: Path) -> None:
