@@ -12,7 +12,11 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cml_nb.forge.base import Target
+    from cml_nb.report import Report
 
 #: Settings the Lab settings editor, the panel and request bodies may override;
 #: the same keys as in ``[tool.cml-nb]``.
@@ -51,7 +55,7 @@ def _forge_args(notebook: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def build(notebook: Path, label: str | None = None) -> Any:
+def build(notebook: Path, label: str | None = None) -> Report:
     """The report of the saved ``notebook``, naming it ``label`` (default: its file name).
 
     The report would otherwise show the server's absolute path, which means nothing
@@ -90,7 +94,7 @@ def describe_target(notebook: Path, overrides: Mapping[str, Any] | None = None) 
     return target_json(resolve_target(**_forge_args(notebook, settings)))
 
 
-def target_json(target: Any) -> dict[str, Any]:
+def target_json(target: Target) -> dict[str, Any]:
     """A publish target as the JSON the frontend shows before posting."""
     return {
         "forge": target.forge,
