@@ -26,7 +26,9 @@ from cml_nb.secrets import Scrubber
 log = logging.getLogger(__name__)
 
 _TARGET = re.compile(r"^(?P<kind>auto|pr|mr|commit|issue)(?:/(?P<arg>[^/\s]+))?$")
-_ASSET_LINK = re.compile(r"[^\s()\"'<>\[\]]+/(?P<name>[0-9a-f]{64}\.[A-Za-z0-9]+)(?:\?[^\s()\"'<>]*)?")
+_ASSET_LINK = re.compile(
+    r"[^\s()\"'<>\[\]]+/(?P<name>[0-9a-f]{64}\.[A-Za-z0-9]+)(?:\?[^\s()\"'<>]*)?"
+)
 
 
 @dataclass
@@ -269,7 +271,9 @@ def _offline_dry_run(
     if kind in ("pr", "issue", "auto") and number is not None:
         where = Target(ctx.forge, ctx.repository, ISSUE if kind == "issue" else PR, number, ctx.sha)
     else:
-        where = Target(ctx.forge, ctx.repository, COMMIT, None, arg if kind == "commit" and arg else ctx.sha)
+        where = Target(
+            ctx.forge, ctx.repository, COMMIT, None, arg if kind == "commit" and arg else ctx.sha
+        )
     limit = forge_class(ctx.forge).max_comment_chars
     result = PublishResult("", "dry-run", where)
     result.body = render(report, urls={}, marker=name, sha=where.sha, max_chars=limit)

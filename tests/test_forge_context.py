@@ -16,7 +16,9 @@ from cml_nb.publish import parse_target
 
 def test_github_actions_pull_request_reports_on_the_head_commit(tmp_path):
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"pull_request": {"number": 7, "head": {"sha": "a" * 40, "ref": "topic"}}}))
+    event.write_text(
+        json.dumps({"pull_request": {"number": 7, "head": {"sha": "a" * 40, "ref": "topic"}}})
+    )
     ctx = detect({"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "octo/demo", "GITHUB_SHA": "m" * 40,
                   "GITHUB_EVENT_PATH": str(event), "GITHUB_API_URL": "https://ghe.example/api/v3",
                   "GH_TOKEN": "ghp_x"}, tmp_path)  # fmt: skip
@@ -39,7 +41,12 @@ def test_gitlab_merge_request_pipeline(tmp_path):
                   "CI_PROJECT_PATH": "grp/sub/proj", "CI_MERGE_REQUEST_IID": "12",
                   "CI_COMMIT_SHA": "c" * 40, "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA": "d" * 40,
                   "CI_JOB_TOKEN": "job-token-value"}, tmp_path)  # fmt: skip
-    assert (ctx.forge, ctx.repository, ctx.pr_number, ctx.sha) == ("gitlab", "grp/sub/proj", 12, "d" * 40)
+    assert (ctx.forge, ctx.repository, ctx.pr_number, ctx.sha) == (
+        "gitlab",
+        "grp/sub/proj",
+        12,
+        "d" * 40,
+    )
     assert ctx.token_name == "CI_JOB_TOKEN"
 
 
@@ -54,7 +61,10 @@ def test_gitlab_token_preferred_over_job_token(tmp_path):
     [
         ("https://github.com/octo/demo.git", ("github.com", "octo/demo")),
         ("git@github.com:octo/demo.git", ("github.com", "octo/demo")),
-        ("ssh://git@gitlab.example.com:2222/grp/sub/proj.git", ("gitlab.example.com", "grp/sub/proj")),
+        (
+            "ssh://git@gitlab.example.com:2222/grp/sub/proj.git",
+            ("gitlab.example.com", "grp/sub/proj"),
+        ),
         ("https://user:pw@gitlab.com/grp/proj", ("gitlab.com", "grp/proj")),
     ],
 )
@@ -84,7 +94,10 @@ def test_flags_override_and_missing_pieces_say_what_to_pass(tmp_path):
     ctx = context_for(forge="gitlab", repo="g/p", env={"GITLAB_TOKEN": "glpat-" + "y" * 20,
                       "CI_API_V4_URL": "http://127.0.0.1:9/api/v4"}, cwd=tmp_path)  # fmt: skip
     assert (ctx.token_name, ctx.api_url) == ("GITLAB_TOKEN", "http://127.0.0.1:9/api/v4")
-    assert context_for(forge="github", repo="o/r", token="tok", env={}, cwd=tmp_path).token_name == "--token"
+    assert (
+        context_for(forge="github", repo="o/r", token="tok", env={}, cwd=tmp_path).token_name
+        == "--token"
+    )
 
 
 @pytest.mark.parametrize(

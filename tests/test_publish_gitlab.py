@@ -81,7 +81,9 @@ def test_auto_finds_the_open_mr_for_a_branch_pipeline(forge_emulator, tmp_path):
 
 def test_history_reads_metrics_and_files(forge_emulator, tmp_path):
     s = scenarios.gitlab(forge_emulator)
-    publish(scenarios.bundle(tmp_path / "a", images=0, metrics={"f1": 0.7}), env=s.env, cwd=tmp_path)
+    publish(
+        scenarios.bundle(tmp_path / "a", images=0, metrics={"f1": 0.7}), env=s.env, cwd=tmp_path
+    )
     forge = get_forge("gitlab", "grp/proj", token=s.token, api_url=forge_emulator.gitlab_api)
     assert forge.report_metrics(s.pull.head_sha)["metrics"] == {"f1": 0.7}
     assert forge.read_file("README.md", "main") == b"# test\n"

@@ -119,12 +119,16 @@ def test_publish_with_s3_storage_links_s3(forge_emulator, tmp_path, s3, monkeypa
     from cml_nb.publish import publish
 
     s = scenarios.github(forge_emulator, tmp_path)
-    result = publish(scenarios.bundle(tmp_path / "b", images=1), env=s.env, storage="s3://reports/r")
+    result = publish(
+        scenarios.bundle(tmp_path / "b", images=1), env=s.env, storage="s3://reports/r"
+    )
     assert f"{s3}/reports/r/" in s.pull.comments[0].body and len(result.uploaded) == 1
     assert "heads/cml-nb-assets" not in s.repo.git.refs
 
 
-def test_github_branch_with_a_custom_branch_adds_only_new_images(forge_emulator, tmp_path, monkeypatch):
+def test_github_branch_with_a_custom_branch_adds_only_new_images(
+    forge_emulator, tmp_path, monkeypatch
+):
     monkeypatch.setenv("CML_NB_GITHUB_WRITE_INTERVAL", "0")
     from cml_nb.forge import get_forge
 

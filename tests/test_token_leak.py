@@ -28,7 +28,9 @@ def _haystacks(emulator, caplog, outputs: list[str], folder: Path) -> dict[str, 
     found = {"log": caplog.text + "\n".join(r.getMessage() for r in caplog.records)}
     found["outputs"] = "\n".join(outputs)
     for i, e in enumerate(emulator.exchanges):
-        found[f"request {i} {e.method} {e.url}"] = e.url + e.body.decode("latin-1") + repr(e.headers)
+        found[f"request {i} {e.method} {e.url}"] = (
+            e.url + e.body.decode("latin-1") + repr(e.headers)
+        )
     for path in folder.rglob("*"):
         # The input bundle was made by hand with the token in it, on purpose.
         if path.is_file() and "bundle" not in path.parts:
@@ -47,7 +49,9 @@ def _assert_absent(secret: str, haystacks: dict[str, str]) -> None:
 def test_github_token_never_leaks(forge_emulator, tmp_path, caplog):
     _debug_everything(caplog)
     s = scenarios.github(forge_emulator, tmp_path, app=False)
-    folder = scenarios.bundle(tmp_path / "bundle", images=1, text=f"oops the notebook printed {s.token}")
+    folder = scenarios.bundle(
+        tmp_path / "bundle", images=1, text=f"oops the notebook printed {s.token}"
+    )
     runner = CliRunner()
     outputs = []
     env = {**s.env, "CML_NB_GITHUB_WRITE_INTERVAL": "0"}
@@ -65,7 +69,9 @@ def test_github_token_never_leaks(forge_emulator, tmp_path, caplog):
     _assert_absent(bad["GITHUB_TOKEN"], _haystacks(forge_emulator, caplog, outputs, tmp_path))
 
 
-def test_gitlab_token_never_leaks_even_with_python_gitlab_debug(forge_emulator, tmp_path, caplog, capfd):
+def test_gitlab_token_never_leaks_even_with_python_gitlab_debug(
+    forge_emulator, tmp_path, caplog, capfd
+):
     _debug_everything(caplog)
     s = scenarios.gitlab(forge_emulator)
     import gitlab

@@ -53,7 +53,9 @@ def publish_options(func: F) -> F:
 @click.argument("report_dir", type=click.Path(file_okay=False, path_type=Path))
 @publish_options
 @forge_options
-@click.option("--dry-run", is_flag=True, help="Print what would be posted and where; write nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would be posted and where; write nothing."
+)
 def command(
     report_dir: Path,
     target: str,

@@ -91,9 +91,7 @@ def _mine(comment: Comment, login: str | None) -> bool:
 def find_existing(forge: Forge, target: Target, name: str) -> list[Comment]:
     """Comments on ``target`` with marker ``name`` by this token's account, oldest first."""
     login = forge.login()
-    return [
-        c for c in forge.list_comments(target) if has_marker(c.body, name) and _mine(c, login)
-    ]
+    return [c for c in forge.list_comments(target) if has_marker(c.body, name) and _mine(c, login)]
 
 
 def upsert(

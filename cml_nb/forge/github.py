@@ -264,7 +264,9 @@ class GitHubForge:
             return str(run.html_url or run.url)
         except GithubException as exc:
             if exc.status != 403 or "rate limit" in str(exc.data).lower():
-                raise self._translate(exc, f"creating a check run on {sha[:12]}", "checks") from None
+                raise self._translate(
+                    exc, f"creating a check run on {sha[:12]}", "checks"
+                ) from None
             log.warning("check runs need a GitHub App token; setting a commit status instead")
         state = "success" if succeeded else "failure"
 
@@ -318,7 +320,9 @@ class GitHubForge:
         sha = self._ref_sha(branch)
         if sha is None:
             return None
-        tree = self._call(f"listing {branch}", "read", lambda: self._repo.get_git_tree(sha, recursive=True))
+        tree = self._call(
+            f"listing {branch}", "read", lambda: self._repo.get_git_tree(sha, recursive=True)
+        )
         return {e.path for e in tree.tree if e.type == "blob"}
 
     def commit_files(
@@ -359,7 +363,9 @@ class GitHubForge:
                     if exc.status != 422 or attempt == 2:
                         raise
                     log.info("branch %s moved while committing; retrying on its new tip", branch)
-        raise ForgeError(f"could not update branch {branch}: it kept moving; rerun")  # pragma: no cover
+        raise ForgeError(
+            f"could not update branch {branch}: it kept moving; rerun"
+        )  # pragma: no cover
 
     def raw_url(self, branch: str, path: str) -> str:
         """``<repo>/blob/<branch>/<path>?raw=true``: rendered for every reader of the repository.

@@ -111,7 +111,11 @@ class GitLabForge:
                 f"it is missing, expired or revoked; set GITLAB_TOKEN to a token with scope {need}"
             )
         if status == 403:
-            job = " (CI_JOB_TOKEN cannot do this; use GITLAB_TOKEN)" if self.token_name == "CI_JOB_TOKEN" else ""
+            job = (
+                " (CI_JOB_TOKEN cannot do this; use GITLAB_TOKEN)"
+                if self.token_name == "CI_JOB_TOKEN"
+                else ""
+            )
             return ForgeAuthError(
                 f"GitLab refused {doing} on {self.repository} (403 {message}): the token from "
                 f"{self.token_name} needs scope {need}{job}"
@@ -122,9 +126,13 @@ class GitLabForge:
                 f"check --repo and --target, and that the token from {self.token_name} can see the project"
             )
         if status == 429:
-            return RateLimitedError(f"GitLab kept rate-limiting while {doing} after retries; rerun later")
+            return RateLimitedError(
+                f"GitLab kept rate-limiting while {doing} after retries; rerun later"
+            )
         if status >= 500:
-            return ForgeError(f"GitLab kept failing while {doing} ({status} {message}) after retries; rerun later")
+            return ForgeError(
+                f"GitLab kept failing while {doing} ({status} {message}) after retries; rerun later"
+            )
         return ForgeError(f"GitLab refused {doing} ({status} {message})")
 
     def _call(self, doing: str, scope: str, fn: Callable[[], T]) -> T:
@@ -312,7 +320,9 @@ class GitLabForge:
             for path, raw in sorted(files.items())]}  # fmt: skip
         if existing is None:
             if start is None:
-                raise ForgeError(f"GitLab cannot create the orphan branch {branch}: create it first")
+                raise ForgeError(
+                    f"GitLab cannot create the orphan branch {branch}: create it first"
+                )
             data["start_sha"] = start
         made = self._call(f"committing {len(files)} file(s) to {branch}", "contents",
                           lambda: self._project.commits.create(data))  # fmt: skip
@@ -327,7 +337,9 @@ class GitLabForge:
         """Open a merge request from ``head``, or update the open one."""
 
         def run() -> PullRequestInfo:
-            found = self._project.mergerequests.list(source_branch=head, state="opened", get_all=True)
+            found = self._project.mergerequests.list(
+                source_branch=head, state="opened", get_all=True
+            )
             if found:
                 mr = found[0]
                 mr.title, mr.description = title, body[:MAX_BODY]

@@ -137,7 +137,9 @@ def create_pull_request(
     result = PullRequestResult("", branch=head, committed=sorted(on_branch))
     if on_branch:
         result.commit = driver.commit_files(head, on_branch, text, start=ctx.sha)
-    summary = body or "Files updated by cml-nb:\n\n" + "\n".join(f"- `{p}`" for p in sorted(changed))
+    summary = body or "Files updated by cml-nb:\n\n" + "\n".join(
+        f"- `{p}`" for p in sorted(changed)
+    )
     pr_title = title or text.replace(SKIP_CI, "").strip().splitlines()[0]
     info = driver.open_pull_request(head=head, base=into, title=pr_title, body=summary)
     result.action, result.url, result.number = info.action, info.url, info.number

@@ -43,7 +43,10 @@ class GitHubBranch:
         missing = {name: a.data for name, a in assets.items() if name not in present}
         if missing:
             self.forge.commit_files(
-                self.branch, missing, f"cml-nb: {len(missing)} report image(s) [skip ci]", start=None
+                self.branch,
+                missing,
+                f"cml-nb: {len(missing)} report image(s) [skip ci]",
+                start=None,
             )
         for name in assets:
             stored.urls[name] = self.forge.raw_url(self.branch, name)

@@ -36,9 +36,13 @@ def parse(spec: str) -> tuple[str, str, int | None]:
         try:
             presign = int(query["presign"][0])
         except ValueError:
-            raise StorageError(f"bad presign value in {spec!r}: give seconds, e.g. ?presign=86400") from None
+            raise StorageError(
+                f"bad presign value in {spec!r}: give seconds, e.g. ?presign=86400"
+            ) from None
         if not 0 < presign <= MAX_PRESIGN:
-            raise StorageError(f"presign must be 1..{MAX_PRESIGN} seconds (S3's limit), not {presign}")
+            raise StorageError(
+                f"presign must be 1..{MAX_PRESIGN} seconds (S3's limit), not {presign}"
+            )
     return parts.netloc, parts.path.strip("/"), presign
 
 
@@ -90,7 +94,9 @@ class S3Storage:
         endpoint = self._client.meta.endpoint_url.rstrip("/")
         quoted = urllib.parse.quote(key)
         if endpoint.endswith(".amazonaws.com"):  # AWS itself: virtual-hosted style
-            return f"https://{self.bucket}.s3.{self._client.meta.region_name}.amazonaws.com/{quoted}"
+            return (
+                f"https://{self.bucket}.s3.{self._client.meta.region_name}.amazonaws.com/{quoted}"
+            )
         return f"{endpoint}/{self.bucket}/{quoted}"
 
     def store(self, assets: Mapping[str, AssetData], *, known: Mapping[str, str]) -> Stored:
@@ -121,5 +127,7 @@ class S3Storage:
             ) from None
         if self.presign:
             until = datetime.now(timezone.utc) + timedelta(seconds=self.presign)
-            stored.notes.append(f"image links expire {until:%Y-%m-%d %H:%M} UTC (presigned for {self.presign} s)")
+            stored.notes.append(
+                f"image links expire {until:%Y-%m-%d %H:%M} UTC (presigned for {self.presign} s)"
+            )
         return stored

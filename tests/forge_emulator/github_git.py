@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from .github_issues import O, R, ancestors, find_repo, user_json
+from .github_issues import OP, R, ancestors, find_repo, user_json
 from .router import Call, Reply, RouteTable, error, paginate
 from .state import Repo, now
 
@@ -23,7 +23,7 @@ def _resolve(repo: Repo, ref: str) -> str | None:
     return sha or (ref if ref in repo.git.commits else None)
 
 
-@routes.post(R + "/git/blobs", op=O + "/git/blobs", perm="contents")
+@routes.post(R + "/git/blobs", op=OP + "/git/blobs", perm="contents")
 def create_blob(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -36,7 +36,7 @@ def create_blob(call: Call) -> Reply:
     return Reply(201, {"sha": sha, "url": f"{_base(call, repo)}/git/blobs/{sha}"})
 
 
-@routes.get(R + "/git/blobs/<sha>", op=O + "/git/blobs/{file_sha}")
+@routes.get(R + "/git/blobs/<sha>", op=OP + "/git/blobs/{file_sha}")
 def get_blob(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None or call.args["sha"] not in repo.git.blobs:
@@ -67,7 +67,7 @@ def _tree_json(call: Call, repo: Repo, sha: str, recursive: bool) -> dict[str, A
             "tree": entries(sha, ""), "truncated": False}  # fmt: skip
 
 
-@routes.post(R + "/git/trees", op=O + "/git/trees", perm="contents")
+@routes.post(R + "/git/trees", op=OP + "/git/trees", perm="contents")
 def create_tree(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -90,7 +90,7 @@ def create_tree(call: Call) -> Reply:
     return Reply(201, _tree_json(call, repo, sha, False))
 
 
-@routes.get(R + "/git/trees/<sha>", op=O + "/git/trees/{tree_sha}")
+@routes.get(R + "/git/trees/<sha>", op=OP + "/git/trees/{tree_sha}")
 def get_tree(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -118,7 +118,7 @@ def _commit_json(call: Call, repo: Repo, sha: str) -> dict[str, Any]:
                              "payload": None, "verified_at": None}}  # fmt: skip
 
 
-@routes.get(R + "/commits/<sha>", op=O + "/commits/{ref}")
+@routes.get(R + "/commits/<sha>", op=OP + "/commits/{ref}")
 def get_repo_commit(call: Call) -> Reply:
     repo = find_repo(call)
     sha = None if repo is None else _resolve(repo, call.args["sha"])
@@ -131,7 +131,7 @@ def get_repo_commit(call: Call) -> Reply:
                        "parents": git["parents"], "files": []})  # fmt: skip
 
 
-@routes.post(R + "/git/commits", op=O + "/git/commits", perm="contents")
+@routes.post(R + "/git/commits", op=OP + "/git/commits", perm="contents")
 def create_commit(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -145,7 +145,7 @@ def create_commit(call: Call) -> Reply:
     return Reply(201, _commit_json(call, repo, sha))
 
 
-@routes.get(R + "/git/commits/<sha>", op=O + "/git/commits/{commit_sha}")
+@routes.get(R + "/git/commits/<sha>", op=OP + "/git/commits/{commit_sha}")
 def get_commit(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None or call.args["sha"] not in repo.git.commits:
@@ -159,7 +159,7 @@ def _ref_json(call: Call, repo: Repo, name: str) -> dict[str, Any]:
             "object": {"type": "commit", "sha": sha, "url": f"{_base(call, repo)}/git/commits/{sha}"}}  # fmt: skip
 
 
-@routes.get(R + "/git/ref/<path:ref>", op=O + "/git/ref/{ref}")
+@routes.get(R + "/git/ref/<path:ref>", op=OP + "/git/ref/{ref}")
 def get_ref(call: Call) -> Reply:
     repo = find_repo(call)
     name = call.args["ref"].removeprefix("refs/")
@@ -168,7 +168,7 @@ def get_ref(call: Call) -> Reply:
     return Reply(200, _ref_json(call, repo, name))
 
 
-@routes.post(R + "/git/refs", op=O + "/git/refs", perm="contents")
+@routes.post(R + "/git/refs", op=OP + "/git/refs", perm="contents")
 def create_ref(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -183,7 +183,7 @@ def create_ref(call: Call) -> Reply:
     return Reply(201, _ref_json(call, repo, name))
 
 
-@routes.patch(R + "/git/refs/<path:ref>", op=O + "/git/refs/{ref}", perm="contents")
+@routes.patch(R + "/git/refs/<path:ref>", op=OP + "/git/refs/{ref}", perm="contents")
 def update_ref(call: Call) -> Reply:
     repo = find_repo(call)
     name = call.args["ref"].removeprefix("refs/")
@@ -198,7 +198,7 @@ def update_ref(call: Call) -> Reply:
     return Reply(200, _ref_json(call, repo, name))
 
 
-@routes.get(R + "/contents/<path:path>", op=O + "/contents/{path}")
+@routes.get(R + "/contents/<path:path>", op=OP + "/contents/{path}")
 def get_contents(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -220,7 +220,7 @@ def get_contents(call: Call) -> Reply:
                        "_links": {"self": url, "git": f"{_base(call, repo)}/git/blobs/{blob}", "html": html}})  # fmt: skip
 
 
-@routes.post(R + "/check-runs", op=O + "/check-runs", perm="checks")
+@routes.post(R + "/check-runs", op=OP + "/check-runs", perm="checks")
 def create_check_run(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -245,7 +245,7 @@ def create_check_run(call: Call) -> Reply:
     return Reply(201, run)
 
 
-@routes.get(R + "/commits/<path:ref>/check-runs", op=O + "/commits/{ref}/check-runs")
+@routes.get(R + "/commits/<path:ref>/check-runs", op=OP + "/commits/{ref}/check-runs")
 def list_check_runs(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -255,7 +255,7 @@ def list_check_runs(call: Call) -> Reply:
     return Reply(200, {"total_count": len(runs), "check_runs": runs})
 
 
-@routes.post(R + "/statuses/<sha>", op=O + "/statuses/{sha}", perm="statuses")
+@routes.post(R + "/statuses/<sha>", op=OP + "/statuses/{sha}", perm="statuses")
 def create_status(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -272,7 +272,7 @@ def create_status(call: Call) -> Reply:
     return Reply(201, status)
 
 
-@routes.get(R + "/commits/<path:ref>/statuses", op=O + "/commits/{ref}/statuses")
+@routes.get(R + "/commits/<path:ref>/statuses", op=OP + "/commits/{ref}/statuses")
 def list_statuses(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:

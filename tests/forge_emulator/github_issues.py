@@ -9,7 +9,7 @@ from .state import Account, Comment, Pull, Repo, now
 
 routes = RouteTable("github")
 R = "/repos/<owner>/<repo>"
-O = "/repos/{owner}/{repo}"
+OP = "/repos/{owner}/{repo}"
 
 
 def user_json(call: Call, account: Account) -> dict[str, Any]:
@@ -96,13 +96,13 @@ def get_user(call: Call) -> Reply:
     return Reply(200, {**user_json(call, call.grant.account), "user_view_type": "private"})
 
 
-@routes.get(R, op=O)
+@routes.get(R, op=OP)
 def get_repo(call: Call) -> Reply:
     repo = find_repo(call)
     return error(404, "Not Found") if repo is None else Reply(200, repo_json(call, repo))
 
 
-@routes.get(R + "/issues/<int:number>", op=O + "/issues/{issue_number}")
+@routes.get(R + "/issues/<int:number>", op=OP + "/issues/{issue_number}")
 def get_issue(call: Call) -> Reply:
     repo = find_repo(call)
     number = int(call.args["number"])
@@ -119,7 +119,7 @@ def get_issue(call: Call) -> Reply:
     return Reply(200, body)
 
 
-@routes.get(R + "/issues/<int:number>/comments", op=O + "/issues/{issue_number}/comments")
+@routes.get(R + "/issues/<int:number>/comments", op=OP + "/issues/{issue_number}/comments")
 def list_issue_comments(call: Call) -> Reply:
     repo = find_repo(call)
     number = int(call.args["number"])
@@ -130,7 +130,7 @@ def list_issue_comments(call: Call) -> Reply:
     return paginate(call, items, f"{call.api}/repos/{repo.full_name}/issues/{number}/comments")
 
 
-@routes.post(R + "/issues/<int:number>/comments", op=O + "/issues/{issue_number}/comments",
+@routes.post(R + "/issues/<int:number>/comments", op=OP + "/issues/{issue_number}/comments",
              perm="issues")  # fmt: skip
 def create_issue_comment(call: Call) -> Reply:
     repo = find_repo(call)
@@ -146,7 +146,7 @@ def create_issue_comment(call: Call) -> Reply:
     return Reply(201, issue_comment_json(call, repo, number, comment))
 
 
-@routes.patch(R + "/issues/comments/<int:cid>", op=O + "/issues/comments/{comment_id}",
+@routes.patch(R + "/issues/comments/<int:cid>", op=OP + "/issues/comments/{comment_id}",
               perm="issues")  # fmt: skip
 def update_issue_comment(call: Call) -> Reply:
     repo = find_repo(call)
@@ -159,7 +159,7 @@ def update_issue_comment(call: Call) -> Reply:
     return Reply(200, issue_comment_json(call, repo, number, comment))
 
 
-@routes.delete(R + "/issues/comments/<int:cid>", op=O + "/issues/comments/{comment_id}",
+@routes.delete(R + "/issues/comments/<int:cid>", op=OP + "/issues/comments/{comment_id}",
                perm="issues")  # fmt: skip
 def delete_issue_comment(call: Call) -> Reply:
     repo = find_repo(call)
@@ -171,7 +171,7 @@ def delete_issue_comment(call: Call) -> Reply:
     return Reply(204, None)
 
 
-@routes.get(R + "/pulls", op=O + "/pulls")
+@routes.get(R + "/pulls", op=OP + "/pulls")
 def list_pulls(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -188,7 +188,7 @@ def list_pulls(call: Call) -> Reply:
     return paginate(call, items, f"{call.api}/repos/{repo.full_name}/pulls")
 
 
-@routes.post(R + "/pulls", op=O + "/pulls", perm="pull_requests")
+@routes.post(R + "/pulls", op=OP + "/pulls", perm="pull_requests")
 def create_pull(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -208,7 +208,7 @@ def create_pull(call: Call) -> Reply:
     return Reply(201, pull_json(call, repo, pull))
 
 
-@routes.get(R + "/pulls/<int:number>", op=O + "/pulls/{pull_number}")
+@routes.get(R + "/pulls/<int:number>", op=OP + "/pulls/{pull_number}")
 def get_pull(call: Call) -> Reply:
     repo = find_repo(call)
     number = int(call.args["number"])
@@ -219,7 +219,7 @@ def get_pull(call: Call) -> Reply:
     return Reply(200, pull_json(call, repo, pull))
 
 
-@routes.patch(R + "/pulls/<int:number>", op=O + "/pulls/{pull_number}", perm="pull_requests")
+@routes.patch(R + "/pulls/<int:number>", op=OP + "/pulls/{pull_number}", perm="pull_requests")
 def update_pull(call: Call) -> Reply:
     repo = find_repo(call)
     number = int(call.args["number"])
@@ -245,7 +245,7 @@ def ancestors(repo: Repo, sha: str) -> set[str]:
     return seen
 
 
-@routes.get(R + "/commits/<sha>/pulls", op=O + "/commits/{commit_sha}/pulls")
+@routes.get(R + "/commits/<sha>/pulls", op=OP + "/commits/{commit_sha}/pulls")
 def pulls_for_commit(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -260,7 +260,7 @@ def pulls_for_commit(call: Call) -> Reply:
     return paginate(call, found, f"{call.api}/repos/{repo.full_name}/commits/{sha}/pulls")
 
 
-@routes.get(R + "/commits/<sha>/comments", op=O + "/commits/{commit_sha}/comments")
+@routes.get(R + "/commits/<sha>/comments", op=OP + "/commits/{commit_sha}/comments")
 def list_commit_comments(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -270,7 +270,7 @@ def list_commit_comments(call: Call) -> Reply:
     return paginate(call, items, f"{call.api}/repos/{repo.full_name}/commits/{sha}/comments")
 
 
-@routes.get(R + "/comments", op=O + "/comments")
+@routes.get(R + "/comments", op=OP + "/comments")
 def list_all_commit_comments(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -281,7 +281,7 @@ def list_all_commit_comments(call: Call) -> Reply:
     return paginate(call, items, f"{call.api}/repos/{repo.full_name}/comments")
 
 
-@routes.post(R + "/commits/<sha>/comments", op=O + "/commits/{commit_sha}/comments",
+@routes.post(R + "/commits/<sha>/comments", op=OP + "/commits/{commit_sha}/comments",
              perm="contents")  # fmt: skip
 def create_commit_comment(call: Call) -> Reply:
     repo = find_repo(call)
@@ -305,7 +305,7 @@ def _commit_comment(call: Call) -> tuple[Repo, str, list[Comment], Comment] | No
     return None
 
 
-@routes.patch(R + "/comments/<int:cid>", op=O + "/comments/{comment_id}", perm="contents")
+@routes.patch(R + "/comments/<int:cid>", op=OP + "/comments/{comment_id}", perm="contents")
 def update_commit_comment(call: Call) -> Reply:
     found = _commit_comment(call)
     if found is None:
@@ -315,7 +315,7 @@ def update_commit_comment(call: Call) -> Reply:
     return Reply(200, commit_comment_json(call, repo, sha, comment))
 
 
-@routes.delete(R + "/comments/<int:cid>", op=O + "/comments/{comment_id}", perm="contents")
+@routes.delete(R + "/comments/<int:cid>", op=OP + "/comments/{comment_id}", perm="contents")
 def delete_commit_comment(call: Call) -> Reply:
     found = _commit_comment(call)
     if found is None:

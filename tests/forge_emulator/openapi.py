@@ -139,4 +139,4 @@ def complete(schema: Any, value: Any = None, *, present: bool = False) -> Any:
         "integer": 0,
         "number": 0,
         "boolean": False,
-    }.get(kind or "", None)
+    }.get(kind or "")

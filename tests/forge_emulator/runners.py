@@ -6,7 +6,7 @@ import base64
 import json
 import secrets
 
-from .github_issues import O, R, find_repo
+from .github_issues import OP, R, find_repo
 from .router import Call, Reply, RouteTable, error
 from .state import now
 
@@ -19,7 +19,7 @@ def _runner_json(runner: dict[str, object]) -> dict[str, object]:
 
 
 @github.post(R + "/actions/runners/registration-token",
-             op=O + "/actions/runners/registration-token", perm="administration")  # fmt: skip
+             op=OP + "/actions/runners/registration-token", perm="administration")  # fmt: skip
 def registration_token(call: Call) -> Reply:
     if find_repo(call) is None:
         return error(404, "Not Found")
@@ -27,7 +27,7 @@ def registration_token(call: Call) -> Reply:
 
 
 @github.post(R + "/actions/runners/generate-jitconfig",
-             op=O + "/actions/runners/generate-jitconfig", perm="administration")  # fmt: skip
+             op=OP + "/actions/runners/generate-jitconfig", perm="administration")  # fmt: skip
 def generate_jitconfig(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -42,7 +42,7 @@ def generate_jitconfig(call: Call) -> Reply:
     return Reply(201, {"runner": runner, "encoded_jit_config": config})
 
 
-@github.get(R + "/actions/runners", op=O + "/actions/runners", perm=None)
+@github.get(R + "/actions/runners", op=OP + "/actions/runners", perm=None)
 def list_runners(call: Call) -> Reply:
     repo = find_repo(call)
     if repo is None:
@@ -51,7 +51,7 @@ def list_runners(call: Call) -> Reply:
     return Reply(200, {"total_count": len(runners), "runners": runners})
 
 
-@github.delete(R + "/actions/runners/<int:rid>", op=O + "/actions/runners/{runner_id}",
+@github.delete(R + "/actions/runners/<int:rid>", op=OP + "/actions/runners/{runner_id}",
                perm="administration")  # fmt: skip
 def delete_runner(call: Call) -> Reply:
     repo = find_repo(call)

@@ -115,7 +115,9 @@ def main(argv: list[str]) -> int:
     subset = extract(spec)
     out = HERE / "github-subset.json"
     out.write_text(json.dumps(subset, indent=1, sort_keys=True) + "\n")
-    print(f"{out}: {len(OPERATIONS)} operations, {sum(map(len, subset['components'].values()))} components")
+    print(
+        f"{out}: {len(OPERATIONS)} operations, {sum(map(len, subset['components'].values()))} components"
+    )
     return 0
 
 
