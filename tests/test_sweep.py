@@ -285,3 +285,24 @@ def test_help_shows_both_spellings() -> None:
     assert "--shard" in helped.output and "--executor" in helped.output
     merge_help = runner.invoke(main, ["sweep", "merge", "--help"])
     assert merge_help.exit_code == 0 and "Join the sweep folders" in merge_help.output
+
+
+def test_secret_parameters_never_reach_folder_names_records_or_the_cache(tmp_path: Path) -> None:
+    import secrets
+
+    fakes = ["ghp_" + secrets.token_hex(18), "glpat-" + secrets.token_hex(10)]
+    notebook = Path(__file__).parent / "notebooks" / "emits_metrics.ipynb"
+    out, store = tmp_path / "out", tmp_path / "cache"
+    done = sweep(
+        notebook, "-g", f"token={fakes[0]},{fakes[1]}", "-o", out, "--cache-dir", store,
+        "-j", "2", "--metric", "accuracy",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    names = [r.name for r in SweepResult.read(out).runs]
+    assert len(set(names)) == 2 and all(n.startswith("token=masked-") for n in names)
+    written = [p for folder in (out, store) for p in folder.rglob("*") if p.is_file()]
+    assert len(written) > 10
+    for path in written:
+        data = path.read_bytes()
+        assert not any(fake.encode() in data for fake in fakes), path
+    assert not any(fake in done.output for fake in fakes)

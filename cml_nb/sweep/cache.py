@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cml_nb.errors import ConfigError
+from cml_nb.secrets import mask_parameters
 
 KEY_VERSION = 1
 KEY_FILE = "cache-key.json"
@@ -86,7 +87,7 @@ def deps_digest(deps: Iterable[str | Path]) -> dict[str, str]:
 def key_inputs(
     nb_digest: str, parameters: Mapping[str, Any], kernel: str, deps: Mapping[str, str]
 ) -> dict[str, Any]:
-    """What a cache key is made of (stored beside the entry, to explain hits and misses)."""
+    """What a cache key is made of (hash it with ``cache_key``; store ``describe_key``)."""
     return {
         "version": KEY_VERSION,
         "notebook": nb_digest,
@@ -99,6 +100,11 @@ def key_inputs(
 def cache_key(inputs: Mapping[str, Any]) -> str:
     """The hex key of ``key_inputs(...)``."""
     return _sha256(json.dumps(inputs, sort_keys=True, default=str).encode())
+
+
+def describe_key(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """``key_inputs`` safe to write to disk: secret-looking parameters masked."""
+    return {**inputs, "parameters": mask_parameters(inputs.get("parameters") or {})}
 
 
 class RunCache:
@@ -125,7 +131,8 @@ class RunCache:
             for name, data in files.items():
                 (tmp / name).write_bytes(data)
             # Written last: an entry without it is incomplete and ignored.
-            (tmp / KEY_FILE).write_text(json.dumps({"key": key, **inputs}, indent=2, default=str))
+            described = {"key": key, **describe_key(inputs)}
+            (tmp / KEY_FILE).write_text(json.dumps(described, indent=2, default=str))
             if entry.exists():
                 shutil.rmtree(entry)
             tmp.rename(entry)

@@ -371,7 +371,8 @@ def _write_run(
         record["notebook"] = result.notebook
         record["output"] = str(folder / Path(record.get("output", "")).name)
         record_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    (folder / cache_mod.KEY_FILE).write_text(json.dumps({"key": entry.key, **key_in}, default=str))
+    described = {"key": entry.key, **cache_mod.describe_key(key_in)}
+    (folder / cache_mod.KEY_FILE).write_text(json.dumps(described, default=str))
 
 
 def _record(

@@ -35,6 +35,7 @@ from typing import Any
 
 from cml_nb.errors import ConfigError, ParameterError
 from cml_nb.parameters import parse_value
+from cml_nb.secrets import looks_secret
 
 Config = dict[str, Any]
 
@@ -236,14 +237,17 @@ def _format(value: Any) -> str:
 def run_names(configs: Sequence[Config], swept: Iterable[str]) -> list[str]:
     """A stable folder name per configuration, from its swept values: ``lr=0.01,depth=5``.
 
-    Unsafe characters become ``_``; a name that is too long, or that two
-    configurations would share, ends with a hash of the configuration.
+    Unsafe characters become ``_`` and secret-looking parameters show ``masked``; a
+    name that is too long, or that two configurations would share, ends with a
+    hash of the configuration.
     """
     order = list(swept)
     names = []
     for config in configs:
         shown = [n for n in order if n in config] or sorted(config)
-        name = _SAFE.sub("_", ",".join(f"{n}={_format(config[n])}" for n in shown)) or "default"
+        # Secret-looking parameters never show their value in a folder name.
+        shown_values = (f"{n}={'masked' if looks_secret(n) else _format(config[n])}" for n in shown)
+        name = _SAFE.sub("_", ",".join(shown_values)) or "default"
         if len(name) > MAX_NAME:
             name = name[: MAX_NAME - 9] + "-" + config_hash(config)
         names.append(name)
