@@ -12,6 +12,7 @@ import click
 
 from cml_nb.cli._options import execution_options, parameter_options
 from cml_nb.cli.history import compare_options
+from cml_nb.cli.publish import publish_options
 
 
 def _sigterm_as_interrupt() -> None:
@@ -56,6 +57,15 @@ def timing_summary(record: Any, top: int = 5) -> str:
     "in report/ beside the executed notebook (default: on).",
 )  # fmt: skip
 @compare_options
+@click.option(
+    "--publish", "publish_report", is_flag=True,
+    help="Publish the report as a sticky PR/MR comment (see `cml-nb publish`), also when the run fails.",
+)  # fmt: skip
+@publish_options
+@click.option(
+    "--live", type=float, metavar="SECONDS",
+    help="With --publish: update the comment with the cells done so far, at most every SECONDS.",
+)  # fmt: skip
 def command(
     notebook: Path,
     output: Path | None,
@@ -70,6 +80,13 @@ def command(
     progress: bool | None,
     log_output: bool | None,
     report: bool,
+    publish_report: bool,
+    target: str,
+    storage: str | None,
+    marker: str | None,
+    new: bool,
+    check: bool,
+    live: float | None,
     **compare: Any,
 ) -> None:
     """Execute NOTEBOOK with parameters; write the executed notebook, run.json and metrics.json.
@@ -85,6 +102,9 @@ def command(
     values = parameters.collect(parameter_files, parameter_yaml, parameter_pairs)
     tty = sys.stderr.isatty()
     _sigterm_as_interrupt()
+    if publish_report and not report:
+        raise click.UsageError("--publish needs the report bundle: drop --no-report")
+    publishing = _Publishing(notebook, target, storage, marker, new, check, live, publish_report)
     record = execute.run(
         notebook,
         output,
@@ -97,13 +117,69 @@ def command(
         progress_bar=tty if progress is None else progress,
         log_output=(not tty) if log_output is None else log_output,
         raise_on_failure=False,
+        hooks=publishing.hooks(),
     )
+    publishing.stop_live()
     click.echo(timing_summary(record), err=True)
     click.echo(f"executed notebook: {record.output}", err=True)
     from cml_nb.cli.history import compare_run
 
     comparison = compare_run(record, report=report, **compare)
+    publishing.final(record)
     if not record.succeeded:
         raise execute.failure_error(record)
     if comparison is not None:  # a regression (exit 6) only counts once the run succeeded
         comparison.enforce()
+
+
+class _Publishing:
+    """``--publish`` and ``--live``: the live hook during the run, the final publish after."""
+
+    def __init__(
+        self, notebook: Path, target: str, storage: str | None, marker: str | None, new: bool,
+        check: bool, live: float | None, enabled: bool,
+    ) -> None:  # fmt: skip
+        self.enabled, self.check, self.live_seconds = enabled, check, live
+        # One marker for live updates and the final report, so the final one replaces them.
+        self.options: dict[str, Any] = {"target": target, "storage": storage, "new": new,
+                                        "marker": marker or notebook.stem}  # fmt: skip
+        self.live: Any = None
+        self._workdir: Path | None = None
+
+    def hooks(self) -> list[Any] | None:
+        if not (self.enabled and self.live_seconds):
+            return None
+        import tempfile
+
+        from cml_nb.publish import LivePublisher
+
+        self._workdir = Path(tempfile.mkdtemp(prefix="cml-nb-live-"))
+        self.live = LivePublisher(self.live_seconds, self._workdir, **self.options)
+        return [self.live]
+
+    def stop_live(self) -> None:
+        if self.live is None:
+            return
+        self.live.close()
+        if self.live.published:
+            self.options["new"] = False  # the run's comment exists now: update it
+        import shutil
+
+        shutil.rmtree(self._workdir or "", ignore_errors=True)
+
+    def final(self, record: Any) -> None:
+        if not self.enabled:
+            return
+        from cml_nb.errors import CmlNbError
+        from cml_nb.publish import publish
+
+        bundle = Path(record.output).parent / "report"
+        try:
+            result = publish(bundle, check=self.check, **self.options)
+        except CmlNbError as error:
+            if record.succeeded:
+                raise
+            # The run's own failure is the more useful exit code; still say why.
+            click.secho(f"cml-nb: warning: not published: {error}", err=True, fg="yellow")
+            return
+        click.echo(f"{result.action} report comment: {result.url}", err=True)
