@@ -81,6 +81,12 @@ def test_gitlab_merge_request_is_reused(forge_emulator, tmp_path):
     assert first.number == second.number and len(s.repo.pulls) == 1
     assert s.repo.git.read(first.branch, "out/metrics.json") == b'{"f1": 0.8}'
     assert s.repo.pulls[first.number].base == "main"
+    (work / "out" / "metrics.json").write_text('{"f1": 0.9}')
+    (work / "out" / "new.json").write_text("{}")
+    third = create_pull_request(["out/*.json"], env=s.env, cwd=work)
+    assert third.number == first.number and third.committed == ["out/metrics.json", "out/new.json"]
+    assert s.repo.git.read(first.branch, "out/metrics.json") == b'{"f1": 0.9}'
+    assert "[skip ci]" in s.repo.git.commits[s.repo.git.refs[f"heads/{first.branch}"]]["message"]
 
 
 def test_cli_pr_create(forge_emulator, tmp_path):

@@ -365,6 +365,21 @@ def create_branch(call: Call) -> Reply:
     return Reply(201, _branch_json(call, repo, name))
 
 
+@routes.get(P + "/repository/tree")
+def repository_tree(call: Call) -> Reply:
+    repo = project(call)
+    ref = call.request.args.get("ref") or (repo.default_branch if repo else "")
+    sha = None if repo is None else _ref_sha(repo, ref)
+    if repo is None or sha is None:
+        return _404("Tree Not Found")
+    files = repo.git.flat_files(repo.git.commits[sha]["tree"])
+    if str(call.request.args.get("recursive", "")).lower() not in ("true", "1"):
+        files = {p: b for p, b in files.items() if "/" not in p}
+    items = [{"id": blob, "name": path.rsplit("/", 1)[-1], "type": "blob", "path": path,
+              "mode": "100644"} for path, blob in sorted(files.items())]  # fmt: skip
+    return paginate(call, items, f"{call.api4}/projects/{repo.id}/repository/tree")
+
+
 @routes.post(P + "/repository/commits", perm="contents")
 def create_commit(call: Call) -> Reply:
     repo = project(call)
@@ -382,21 +397,17 @@ def create_commit(call: Call) -> Reply:
             )
         repo.git.refs[f"heads/{branch}"] = start
     files: dict[str, bytes] = {}
-    current = repo.git.read(branch, "") is None
     for action in data.get("actions", []):
         content = action.get("content", "")
         raw = base64.b64decode(content) if action.get("encoding") == "base64" else content.encode()
         exists = repo.git.read(branch, action["file_path"]) is not None
         if action["action"] == "create" and exists:
-            return Reply(
-                400, {"message": f"A file with this name already exists: {action['file_path']}"}
-            )
+            message = f"A file with this name already exists: {action['file_path']}"
+            return Reply(400, {"message": message})
         if action["action"] == "update" and not exists:
-            return Reply(
-                400, {"message": f"A file with this name doesn't exist: {action['file_path']}"}
-            )
+            message = f"A file with this name doesn't exist: {action['file_path']}"
+            return Reply(400, {"message": message})
         files[action["file_path"]] = raw
-    del current
     sha = repo.git.commit_files(branch, files, data["commit_message"])
     return Reply(201, {"id": sha, "short_id": sha[:8], "title": data["commit_message"].splitlines()[0],
                        "message": data["commit_message"], "created_at": now(),
