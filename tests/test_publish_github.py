@@ -225,3 +225,25 @@ def test_report_metrics_reads_the_hidden_metrics_for_history(forge_emulator, tmp
     assert forge.report_metrics(s.repo.head_sha()) is None
     assert forge.read_file("README.md", "main") == b"# test\n"
     assert forge.read_file("missing.txt", "main") is None
+
+
+def test_429_without_retry_after_is_retried(forge_emulator, tmp_path):
+    s = scenarios.github(forge_emulator, tmp_path)
+    forge_emulator.faults.add("POST", r"/issues/\d+/comments$", 429, body={"message": "slow down"})
+    assert _publish(s, scenarios.bundle(tmp_path / "b", images=0)).action == "created"
+    assert len(s.pull.comments) == 1
+
+
+def test_a_forge_that_keeps_failing_gives_up_in_bounded_time(forge_emulator, tmp_path):
+    import time
+
+    from cml_nb.errors import ForgeError
+
+    s = scenarios.github(forge_emulator, tmp_path)
+    forge_emulator.faults.bad_gateway("GET", r"/pulls/\d+$", times=100)
+    started = time.monotonic()
+    with pytest.raises(ForgeError, match="kept failing") as caught:
+        _publish(s, scenarios.bundle(tmp_path / "b", images=0))
+    assert time.monotonic() - started < 40
+    assert len(forge_emulator.requests("GET", "/pulls/")) == 6  # one try and five retries
+    assert "\n" not in str(caught.value)

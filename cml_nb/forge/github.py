@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -71,9 +72,10 @@ class GitHubForge:
         protect(token)
         from github import Auth, Github, GithubRetry
 
+        # 429 joins GithubRetry's 5xx and rate-limit 403s, also when it lacks Retry-After.
         retry = GithubRetry(
             total=5, backoff_factor=0.5, backoff_max=20, secondary_rate_wait=30,
-            max_rate_limit_wait=120,
+            max_rate_limit_wait=120, status_forcelist=[429, *range(500, 600)],
         )  # fmt: skip
         interval = float(os.environ.get(WRITE_INTERVAL_ENV, "1.0"))
         self._gh = Github(
@@ -91,11 +93,18 @@ class GitHubForge:
     def _errors(self, doing: str, permission: str = "read") -> Iterator[None]:
         from github import GithubException
         from requests import RequestException
+        from requests.exceptions import RetryError
 
         try:
             yield
         except GithubException as exc:
             raise self._translate(exc, doing, permission) from None
+        except RetryError as exc:  # urllib3 ran out of retries on 5xx/429 answers
+            reason = re.search(r"too many \d+ error responses", str(exc))
+            raise ForgeError(
+                f"GitHub kept failing while {doing} ({reason.group(0) if reason else 'retries exhausted'}) "
+                "after 5 retries; check https://www.githubstatus.com and rerun"
+            ) from None
         except RequestException as exc:
             raise ForgeError(scrub(
                 f"GitHub at {self.api_url} failed while {doing} ({type(exc).__name__}: {exc}); "
