@@ -306,3 +306,40 @@ def test_secret_parameters_never_reach_folder_names_records_or_the_cache(tmp_pat
         data = path.read_bytes()
         assert not any(fake.encode() in data for fake in fakes), path
     assert not any(fake in done.output for fake in fakes)
+
+
+def test_an_interrupted_sweep_stops_promptly_and_resumes_where_it_stopped(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    notebook = Path(__file__).parent / "notebooks" / "sleeps.ipynb"
+    out = tmp_path / "out"
+    cli = shutil.which("cml-nb", path=str(Path(sys.executable).parent))
+    assert cli is not None
+    args = [cli, "sweep", str(notebook), "-g", "seconds=0,1,60", "-j", "2", "-o", str(out)]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--no-report"]
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    finished = [out / "runs" / f"seconds={s}" / "run.json" for s in (0, 1)]
+    deadline = time.monotonic() + 90
+    while not all(p.exists() for p in finished) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # the 60 s run is under way
+    os.kill(process.pid, signal.SIGTERM)  # as a CI system cancels a job
+    start = time.monotonic()
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert time.monotonic() - start < 10
+    result = SweepResult.read(out)
+    assert [r.status for r in result.runs] == ["succeeded", "succeeded", "not_run"]
+
+    resumed = sweep(notebook, "-g", "seconds=0,1,60", "-j", "2", "-o", out, "--cache-dir",
+                    tmp_path / "cache", "--no-report", "--timeout", "1")  # fmt: skip
+    assert resumed.exit_code == 1
+    runs = SweepResult.read(out).runs
+    assert [(r.cached, r.status) for r in runs] == [
+        (True, "succeeded"), (True, "succeeded"), (False, "timeout"),
+    ]  # fmt: skip

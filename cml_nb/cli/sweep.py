@@ -188,7 +188,10 @@ def command(
     1 a run failed, 2 bad usage or parameters, 3 notebook unreadable.
     """
     from cml_nb import parameters
+    from cml_nb.cli.run import _sigterm_as_interrupt
     from cml_nb.sweep import runner, space
+
+    _sigterm_as_interrupt()  # a cancelled CI job still gets its sweep.json
 
     sweep_space = space.load_file(sweep_file) if sweep_file else space.SweepSpace()
     for option in grid_options:

@@ -100,29 +100,44 @@ class LocalExecutor:
         # The last run of each worker starts no spare kernel that nobody would use.
         for index, task in enumerate(tasks):
             task.prefetch = index < len(tasks) - workers
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context(_start_method()),
             initializer=warm_up,
             initargs=(first.kernel, first.cwd),
-        ) as pool:
+        )
+        finished = False
+        try:
             futures = {pool.submit(execute_task, task): task for task in tasks}
-            yield from _as_completed(futures, pool.shutdown)
+            yield from _as_completed(futures)
+            finished = True
+        finally:
+            if finished:
+                pool.shutdown(wait=True)
+            else:  # interrupted, or the consumer stopped: do not wait for runs in flight
+                _stop_workers(pool)
 
 
-def _as_completed(
-    futures: dict[Future[TaskResult], RunTask], cancel: Callable[..., Any]
-) -> Iterator[Outcome]:
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued runs and terminate the workers (their kernels exit with them)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    # Before 3.14 there is no public way; shutdown() forgets the processes, so look first.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+
+
+def _as_completed(futures: dict[Future[TaskResult], RunTask]) -> Iterator[Outcome]:
     pending = set(futures)
-    try:
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                error = future.exception()
-                yield futures[future], (error if error is not None else future.result())
-    finally:
-        if pending:
-            cancel(wait=False, cancel_futures=True)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            error = future.exception()
+            yield futures[future], (error if error is not None else future.result())
 
 
 class DaskExecutor:

@@ -311,14 +311,19 @@ def run_sweep(
 
             preload()  # once here, so forked workers start with papermill imported
         engine = get_executor(executor, jobs=jobs, **dict(executor_options or {}))
+        outcomes = engine.run(tasks)
         try:
-            for task, outcome in engine.run(tasks):
+            for task, outcome in outcomes:
                 entry = by_name[task.name]
                 _record(result, entry, outcome, run_cache, inputs[task.name])
                 done += 1
                 if progress:
                     progress(entry, done, len(result.runs))
         finally:
+            # Stop the executor now (not at garbage collection) when interrupted.
+            close = getattr(outcomes, "close", None)
+            if close is not None:
+                close()
             # Written even when interrupted, so a rerun shows (and resumes) what was left.
             result.write()
     result.write()

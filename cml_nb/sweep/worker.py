@@ -201,6 +201,10 @@ def _fresh_event_loop() -> None:
 
 def warm_up(kernel: str, cwd: str) -> None:
     """Pool initializer: import everything and start the first kernel ahead."""
+    import signal
+
+    # The sweep process decides about interruptions; it stops workers with SIGTERM.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _fresh_event_loop()
     pool().prefetch(kernel, cwd)
     preload()
