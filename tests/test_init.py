@@ -222,7 +222,7 @@ def test_refuses_to_overwrite_without_force(repo: Path) -> None:
     assert "already exists" in result.output and "--force" in result.output
     assert target.read_text() == "mine: {script: [echo]}\n"
     assert _init("--forge", "gitlab", "--force").exit_code == 0
-    assert "cml-nb run train.ipynb --publish" in target.read_text()
+    assert "cml-nb run train.ipynb --publish --check" in target.read_text()
 
 
 def test_prints_the_secrets_to_add(repo: Path) -> None:
@@ -242,7 +242,7 @@ def test_forge_and_notebook_are_detected(repo: Path) -> None:
     )
     result = _init()
     assert result.exit_code == 0, result.output
-    assert "cml-nb run train.ipynb --publish" in (repo / ".gitlab-ci.yml").read_text()
+    assert "cml-nb run train.ipynb --publish --check" in (repo / ".gitlab-ci.yml").read_text()
 
 
 def test_a_notebook_in_a_subfolder_runs_from_the_root(
@@ -252,7 +252,7 @@ def test_a_notebook_in_a_subfolder_runs_from_the_root(
     (repo / "train.ipynb").rename(repo / "nb" / "train.ipynb")
     monkeypatch.chdir(repo / "nb")
     assert _init("--forge", "github", "--notebook", "train.ipynb").exit_code == 0
-    assert "cml-nb run nb/train.ipynb --publish" in (repo / FILES["github"]).read_text()
+    assert "cml-nb run nb/train.ipynb --publish --check" in (repo / FILES["github"]).read_text()
 
 
 def test_a_local_kernel_name_is_replaced_by_python3(repo: Path) -> None:
@@ -261,7 +261,8 @@ def test_a_local_kernel_name_is_replaced_by_python3(repo: Path) -> None:
     (repo / "train.ipynb").write_text(json.dumps(nb))
     _init("--forge", "github")
     assert (
-        "cml-nb run train.ipynb --kernel python3 --publish" in (repo / FILES["github"]).read_text()
+        "cml-nb run train.ipynb --kernel python3 --publish --check"
+        in (repo / FILES["github"]).read_text()
     )
 
 
@@ -321,6 +322,15 @@ def _run_lines(lines: list[str], cwd: Path, env: dict[str, str]) -> None:
         assert done.returncode == 0, f"{line}\n{done.stderr}"
 
 
+def _granted(job: dict[str, Any]) -> set[str]:
+    """The write permissions a job's `permissions:` block gives GITHUB_TOKEN, as the
+    emulator names them: so the test proves the block is enough."""
+    granted = {n.replace("-", "_") for n, level in job["permissions"].items() if level == "write"}
+    # GitHub lets `pull-requests: write` comment on a pull request (the endpoint takes
+    # Issues *or* Pull requests write); the emulator asks for both, so add `issues`.
+    return granted | {"issues"}
+
+
 def test_gitlab_sweep_pipeline_runs_and_publishes_one_comparison(
     repo: Path, forge_emulator: Any
 ) -> None:
@@ -339,6 +349,7 @@ def test_gitlab_sweep_pipeline_runs_and_publishes_one_comparison(
     (note,) = scenario.pull.comments
     assert "2 runs" in note.body and "lr=0.2" in note.body
     assert scenario.token not in note.body
+    assert [x["status"] for x in scenario.repo.statuses] == ["success"]
 
 
 def test_github_sweep_pipeline_runs_and_publishes_one_comparison(
@@ -350,7 +361,7 @@ def test_github_sweep_pipeline_runs_and_publishes_one_comparison(
     (repo / "sweep.yaml").write_text("parameters: {epochs: 1}\ngrid: {lr: [0.1, 0.2]}\n")
     assert _init("--forge", "github", "--sweep", "--shards", "2").exit_code == 0
     jobs = yaml.safe_load((repo / FILES["github"]).read_text())["jobs"]
-    scenario = scenarios.github(forge_emulator, repo)
+    scenario = scenarios.github(forge_emulator, repo, permissions=_granted(jobs["merge"]))
     shard_steps = [s for s in jobs["sweep"]["steps"] if "run" in s][1:]  # after the install
     upload = jobs["sweep"]["steps"][-1]["with"]
     for shard in ("1", "2"):
@@ -371,6 +382,7 @@ def test_github_sweep_pipeline_runs_and_publishes_one_comparison(
     assert scenario.pull is not None
     (comment,) = scenario.pull.comments
     assert "2 runs" in comment.body and scenario.token not in comment.body
+    assert len(scenario.repo.check_runs) == 1
 
 
 def test_github_pipeline_runs_and_comments_on_the_pull_request(
@@ -381,13 +393,15 @@ def test_github_pipeline_runs_and_comments_on_the_pull_request(
     monkeypatch.setenv("CML_NB_GITHUB_WRITE_INTERVAL", "0")  # no need to pace 127.0.0.1
     assert _init("--forge", "github").exit_code == 0
     workflow = yaml.safe_load((repo / FILES["github"]).read_text())
-    scenario = scenarios.github(forge_emulator, repo)
+    granted = _granted(workflow["jobs"]["report"])
+    scenario = scenarios.github(forge_emulator, repo, permissions=granted)
     step = next(s for s in workflow["jobs"]["report"]["steps"] if "cml-nb run" in s.get("run", ""))
     assert step["env"]["GITHUB_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
     _run_lines([step["run"]], repo, scenario.env)  # scenario.env holds the job's GITHUB_TOKEN
     assert scenario.pull is not None
     (comment,) = scenario.pull.comments
     assert "accuracy" in comment.body and scenario.token not in comment.body
+    assert len(scenario.repo.check_runs) == 1
 
 
 # --- the examples in docs/ci.md are what init writes today ------------------------------

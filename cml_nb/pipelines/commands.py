@@ -34,7 +34,8 @@ def run_command(options: PipelineOptions) -> str:
     words = ["cml-nb", "run", options.notebook]
     if options.kernel:
         words += ["--kernel", options.kernel]
-    return _join([*words, "--publish"])
+    # --check adds a check run (GitHub) or commit status (GitLab) beside the comment.
+    return _join([*words, "--publish", "--check"])
 
 
 def sweep_output(options: PipelineOptions) -> str:
@@ -59,7 +60,7 @@ def sweep_merge_command(options: PipelineOptions) -> str:
 
 def sweep_publish_command(options: PipelineOptions) -> str:
     """Publish the merged sweep's comparison report (its ``report/`` bundle)."""
-    return _join(["cml-nb", "publish", f"{sweep_output(options)}/report"])
+    return _join(["cml-nb", "publish", f"{sweep_output(options)}/report", "--check"])
 
 
 def launch_command(options: PipelineOptions, labels: str) -> str:
