@@ -55,12 +55,14 @@ def request_schema(method: str, template: str) -> dict[str, Any] | None:
     return None if op is None or "requestBody" not in op else _json_schema(op["requestBody"])
 
 
-def response_schema(method: str, template: str, status: int) -> dict[str, Any] | None:
+def response_schema(
+    method: str, template: str, status: int, *, default: bool = True
+) -> dict[str, Any] | None:
     op = operation(method, template)
     if op is None:
         return None
     responses = op.get("responses", {})
-    found = responses.get(str(status)) or responses.get("default")
+    found = responses.get(str(status)) or (responses.get("default") if default else None)
     return None if found is None else _json_schema(found)
 
 

@@ -51,9 +51,10 @@ class Call:
         data = self.request.get_data()
         if not data:
             return {}
-        if self.request.mimetype == "application/x-www-form-urlencoded":
+        try:
+            return json.loads(data)  # the forges read JSON whatever the Content-Type says
+        except ValueError:
             return {k: v for k, v in self.request.form.items()}
-        return json.loads(data)
 
     def param(self, name: str, default: str | None = None) -> str | None:
         value = self.request.args.get(name)

@@ -137,10 +137,12 @@ class ForgeEmulator:
             self._validate_request(route.method, route.op, request, raw_path)
         with self.state.lock:
             reply = route.handler(call)
-        if forge == "github" and route.op and 200 <= reply.status < 300 and reply.body is not None:
-            schema = openapi.response_schema(route.method, route.op, reply.status)
+        if forge == "github" and route.op and reply.body is not None:
+            # Documented answers only: GitHub's description leaves most 401s and 404s out.
+            schema = openapi.response_schema(route.method, route.op, reply.status, default=False)
             if schema is not None and not isinstance(reply.body, bytes):
-                reply.body = openapi.complete(schema, reply.body, present=True)
+                if reply.status < 300:
+                    reply.body = openapi.complete(schema, reply.body, present=True)
                 for problem in openapi.validate(schema, reply.body):
                     self.spec_errors.append(f"response {route.method} {route.op}: {problem}")
         if fault is not None:  # the effect happened, but the answer is lost
