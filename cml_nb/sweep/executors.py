@@ -77,10 +77,18 @@ def get_executor(name: str, **options: Any) -> Executor:
     return _REGISTRY[name](**options)
 
 
-def _start_method() -> str:
-    # fork copies the parent's already-imported papermill into each worker for free;
-    # other platforms (macOS, Windows) cannot fork safely.
-    return "fork" if sys.platform.startswith("linux") else "spawn"
+def _context() -> Any:
+    """A forkserver that imports papermill once; each worker forks from it, already warm.
+
+    Forking the sweep's own process would copy whatever threads it runs (a Jupyter
+    server, a Dask client); the forkserver is a fresh single-threaded process.
+    Windows has no fork: its workers start with ``spawn`` and import on their own.
+    """
+    if sys.platform == "win32":
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["cml_nb.sweep.worker_preload"])
+    return context
 
 
 class LocalExecutor:
@@ -102,7 +110,7 @@ class LocalExecutor:
             task.prefetch = index < len(tasks) - workers
         pool = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context(_start_method()),
+            mp_context=_context(),
             initializer=warm_up,
             initargs=(first.kernel, first.cwd),
         )

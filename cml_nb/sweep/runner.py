@@ -307,9 +307,6 @@ def run_sweep(
     if tasks:
         if executor == "local":
             _check_kernel(kernel_name)
-            from cml_nb.sweep.worker import preload
-
-            preload()  # once here, so forked workers start with papermill imported
         engine = get_executor(executor, jobs=jobs, **dict(executor_options or {}))
         outcomes = engine.run(tasks)
         try:
