@@ -343,3 +343,22 @@ def test_an_interrupted_sweep_stops_promptly_and_resumes_where_it_stopped(tmp_pa
     assert [(r.cached, r.status) for r in runs] == [
         (True, "succeeded"), (True, "succeeded"), (False, "timeout"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-g", "a=1", "--kernel", "no-such-kernel"], "kernel 'no-such-kernel' is not installed"),
+        ([], "the sweep space is empty"),
+        (["-g", "a=1", "--executor", "nope"], "unknown executor 'nope': use one of"),
+        (["-g", "a=1", "--shard", "3/2"], "--shard '3/2' is not K/N"),
+        (["-g", "a=1", "--goal", "best"], "Invalid value for '--goal'"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    swept: Swept, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    done = sweep(swept.notebook, *extra, "-o", tmp_path / "o", "--cache-dir", tmp_path / "c")
+    assert done.exit_code == 2
+    assert message in done.output
+    assert not (tmp_path / "o" / "runs").exists()
