@@ -88,3 +88,27 @@ def test_history_reads_metrics_and_files(forge_emulator, tmp_path):
     assert forge.report_metrics(s.pull.head_sha)["metrics"] == {"f1": 0.7}
     assert forge.read_file("README.md", "main") == b"# test\n"
     assert forge.read_file("nope", "main") is None
+
+
+def test_concurrent_publishes_leave_one_note(forge_emulator, tmp_path):
+    import threading
+
+    s = scenarios.gitlab(forge_emulator)
+    forge_emulator.faults.add("POST", r"/notes$", 0, times=2, delay=1.5)
+    folders = [scenarios.bundle(tmp_path / f"b{i}", images=0, text=f"job {i}") for i in range(2)]
+    threads = [threading.Thread(target=publish, args=(f,), kwargs={"env": s.env}) for f in folders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(forge_emulator.requests("POST", "/notes")) == 2
+    assert len(s.pull.comments) == 1
+
+
+def test_issue_and_explicit_mr_targets(forge_emulator, tmp_path):
+    s = scenarios.gitlab(forge_emulator)
+    issue = s.emulator.state.add_issue(s.repo)
+    folder = scenarios.bundle(tmp_path / "a", images=0)
+    assert publish(folder, env=s.env, target=f"issue/{issue.number}").target.kind == "issue"
+    assert publish(folder, env=s.env, target=f"mr/{s.pull.number}").action == "created"
+    assert len(issue.comments) == 1 and len(s.pull.comments) == 1
