@@ -247,3 +247,22 @@ def test_a_forge_that_keeps_failing_gives_up_in_bounded_time(forge_emulator, tmp
     assert time.monotonic() - started < 40
     assert len(forge_emulator.requests("GET", "/pulls/")) == 6  # one try and five retries
     assert "\n" not in str(caught.value)
+
+
+def test_comment_renders_with_hidden_marker_and_metrics_and_hosted_images(forge_emulator, tmp_path):
+    import re
+
+    import cmarkgfm
+    from cmarkgfm.cmark import Options
+
+    s = scenarios.github(forge_emulator, tmp_path)
+    # A value that tries to close the hidden HTML comment early.
+    folder = scenarios.bundle(tmp_path / "b", images=1, metrics={"note": "a --> b", "acc": 0.9})
+    result = _publish(s, folder)
+    html = cmarkgfm.github_flavored_markdown_to_html(result.body, options=Options.CMARK_OPT_UNSAFE)
+    visible = re.sub(r"<!--.*?-->", "", html, flags=re.DOTALL)
+    assert "cml-nb:report" not in visible and "cml-nb:metrics" not in visible
+    assert '"acc"' not in visible
+    (src,) = re.findall(r'<img src="([^"]+)"', html)
+    assert src == next(iter(known_urls([type("C", (), {"body": result.body})()]).values()))
+    assert sticky.parse_metrics(result.body)["metrics"] == {"note": "a --> b", "acc": 0.9}
