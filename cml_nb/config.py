@@ -102,14 +102,15 @@ def command_defaults(
     *,
     env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A click ``default_map``: shared keys for every command, plus each command's own table."""
+    """A click ``default_map``: shared keys, each command's own table, then ``CML_NB_<KEY>``."""
     table = read_file_table(start)
     shared = {normalise(k): v for k, v in table.items() if not isinstance(v, dict)}
-    shared.update(_env_values(os.environ if env is None else env))
+    from_env = _env_values(os.environ if env is None else env)
     default_map: dict[str, Any] = {}
     for name in command_names:
         own = table.get(name, {})
-        default_map[name] = {**shared, **(_command_table(own) if isinstance(own, dict) else {})}
+        own_table = _command_table(own) if isinstance(own, dict) else {}
+        default_map[name] = {**shared, **own_table, **from_env}
     return default_map
 
 
