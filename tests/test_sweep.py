@@ -362,3 +362,33 @@ def test_usage_errors_exit_2_with_one_line(
     assert done.exit_code == 2
     assert message in done.output
     assert not (tmp_path / "o" / "runs").exists()
+
+
+def test_runs_see_the_environment_of_the_sweep_that_started_them(
+    swept: Swept, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Local workers fork from a forkserver started by an earlier sweep in this process
+    # (the module fixture's); a variable set since then must still reach the kernels.
+    nb = new_notebook()
+    nb.cells = [
+        new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            'import os, cml_nb\ncml_nb.log_metric("v", int(os.environ["SWEEP_TEST_ENV"]) + a)'
+        ),
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "env.ipynb")
+    monkeypatch.setenv("SWEEP_TEST_ENV", "40")
+    result = run_sweep(
+        tmp_path / "env.ipynb",
+        SweepSpace(grid={"a": [1, 2, 3]}),
+        tmp_path / "out",
+        jobs=2,
+        cache_dir=tmp_path / "cache",
+        report=False,
+    )
+    assert [r.metrics for r in result.runs] == [{"v": 41}, {"v": 42}, {"v": 43}]

@@ -105,14 +105,16 @@ class LocalExecutor:
             return
         workers = min(self.jobs, len(tasks))
         first = tasks[0]
+        env = dict(os.environ)
         # The last run of each worker starts no spare kernel that nobody would use.
         for index, task in enumerate(tasks):
             task.prefetch = index < len(tasks) - workers
+            task.env = env
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=_context(),
             initializer=warm_up,
-            initargs=(first.kernel, first.cwd),
+            initargs=(first.kernel, first.cwd, env),
         )
         finished = False
         try:

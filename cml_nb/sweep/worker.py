@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class RunTask:
         allow_unknown: inject parameters the notebook does not declare.
         keep_going: run every cell even after an error.
         prefetch: start a spare kernel for this worker's next run.
+        env: the environment the kernel gets (the sweep process's, for local
+            workers that fork from a long-lived forkserver); None keeps the worker's.
     """
 
     name: str
@@ -49,6 +52,7 @@ class RunTask:
     allow_unknown: bool = False
     keep_going: bool = False
     prefetch: bool = False
+    env: dict[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -199,13 +203,21 @@ def _fresh_event_loop() -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def warm_up(kernel: str, cwd: str) -> None:
+def adopt_environment(env: dict[str, str] | None) -> None:
+    """Make ``env`` this process's environment (kernels started here inherit it)."""
+    if env is not None and env != os.environ:
+        os.environ.clear()
+        os.environ.update(env)
+
+
+def warm_up(kernel: str, cwd: str, env: dict[str, str] | None = None) -> None:
     """Pool initializer: import everything and start the first kernel ahead."""
     import signal
 
     # The sweep process decides about interruptions; it stops workers with SIGTERM.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _fresh_event_loop()
+    adopt_environment(env)
     pool().prefetch(kernel, cwd)
     preload()
 
@@ -221,6 +233,7 @@ def execute_task(task: RunTask, use_pool: bool = True) -> TaskResult:
     """
     from cml_nb import execute
 
+    adopt_environment(task.env)
     scratch = Path(tempfile.mkdtemp(prefix="cml-nb-run-"))
     try:
         source = scratch / "input" / task.notebook_name
