@@ -51,7 +51,9 @@ def test_command_defaults_apply_to_cli(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_environment_beats_a_command_table(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text("[tool.cml-nb]\ntimeout = 1\n[tool.cml-nb.run]\ntimeout = 2\n")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.cml-nb]\ntimeout = 1\n[tool.cml-nb.run]\ntimeout = 2\n"
+    )
     defaults = config.command_defaults(["run", "sweep"], tmp_path, env={"CML_NB_TIMEOUT": "3"})
     assert defaults["run"]["timeout"] == 3 and defaults["sweep"]["timeout"] == 3
     assert config.command_defaults(["run"], tmp_path, env={})["run"]["timeout"] == 2
