@@ -17,6 +17,7 @@ import click
 import pytest
 import yaml
 from check_jsonschema import main as check_jsonschema
+from cli_walk import all_commands, resolve
 from click.testing import CliRunner
 
 from cml_nb.cli import main
@@ -120,22 +121,6 @@ def cml_nb_commands(text: str, forge: str) -> list[list[str]]:
             if words and words[0] == "cml-nb":
                 found.append(words)
     return found
-
-
-def resolve(words: list[str]) -> click.Context:
-    """Parse a cml-nb command line with the real click app; raises click.UsageError."""
-    ctx = click.Context(main, info_name="cml-nb")
-    command: click.Command = main
-    name, rest = "cml-nb", words[1:]
-    while isinstance(command, click.Group):
-        assert rest, f"{' '.join(words)}: no sub-command"
-        name, *rest = rest
-        found = command.get_command(ctx, name)
-        if found is None:
-            raise click.UsageError(f"no command {name!r} in {' '.join(words)}")
-        command = found
-        ctx = click.Context(command, info_name=name, parent=ctx)
-    return command.make_context(name, rest, parent=ctx.parent)
 
 
 @pytest.mark.parametrize("combo", COMBINATIONS, ids=[_id(c) for c in COMBINATIONS])
@@ -423,34 +408,6 @@ def test_docs_show_the_current_output(forge: str) -> None:
 # --- docs/configuration.md lists every option of every command --------------------------
 
 START, END = "<!-- options:start -->", "<!-- options:end -->"
-
-
-def all_commands() -> list[tuple[str, click.Command]]:
-    """Every command and sub-command, including `sweep merge` (dispatched by `sweep`)."""
-    import importlib
-
-    found: list[tuple[str, click.Command]] = []
-
-    def walk(group: click.Group, prefix: str) -> None:
-        ctx = click.Context(group)
-        for name in group.list_commands(ctx):
-            command = group.get_command(ctx, name)
-            assert command is not None
-            found.append((prefix + name, command))
-            if isinstance(command, click.Group):
-                walk(command, prefix + name + " ")
-                continue
-            if prefix:
-                continue
-            # A verb that dispatches to a sibling command itself (`sweep` -> `merge`).
-            module = importlib.import_module(command.callback.__module__)  # type: ignore[union-attr]
-            for value in vars(module).values():
-                extra = isinstance(value, click.Command) and value.name
-                if extra and all(value is not c for _, c in found):
-                    found.append((f"{prefix}{name} {value.name}", value))
-
-    walk(main, "")
-    return found
 
 
 def _cell(text: object) -> str:

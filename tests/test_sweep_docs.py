@@ -10,8 +10,7 @@ from typing import Any
 import click
 import pytest
 import yaml
-
-from cml_nb.cli import main
+from cli_walk import resolve
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "sweep.md"
 # CI substitutes these before the shell runs; any shard index will do here.
@@ -44,14 +43,6 @@ def cml_nb_commands(text: str) -> list[list[str]]:
         text = text.replace(old, new)
     words = [shlex.split(line) for line in text.replace(">\n", " ").splitlines() if line.strip()]
     return [w for w in words if w and w[0] == "cml-nb"]
-
-
-def parse(words: list[str]) -> click.Context:
-    """Resolve a command line against the real click app (raises click.UsageError)."""
-    ctx = click.Context(main, info_name="cml-nb")
-    command = main.get_command(ctx, words[1])
-    assert command is not None, words
-    return command.make_context(words[1], words[2:], parent=ctx)
 
 
 def all_commands() -> list[list[str]]:
@@ -90,6 +81,6 @@ def test_every_command_in_the_doc_parses() -> None:
     assert any(c[:3] == ["cml-nb", "sweep", "merge"] for c in commands)
     for words in commands:
         try:
-            parse(words)
+            resolve(words)
         except click.UsageError as error:
             pytest.fail(f"{shlex.join(words)}: {error.format_message()}")
