@@ -19,6 +19,11 @@ _EXPORTS = {
     "run": "cml_nb.execute",
     "RunRecord": "cml_nb.records",
     "CmlNbError": "cml_nb.errors",
+    "build_report": "cml_nb.report",
+    "write_bundle": "cml_nb.report",
+    "load_bundle": "cml_nb.report",
+    "run_sweep": "cml_nb.sweep.runner",
+    "compare": "cml_nb.history",
 }
 
 __all__ = ["__version__", *_EXPORTS]
