@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -110,7 +111,10 @@ def test_report_path_imports_no_heavy_module(executed: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and not os.environ.get("CI"),
+    reason="chromium is not installed",
+)
 def test_html_renders_in_headless_chromium(executed: Path, tmp_path: Path) -> None:
     assert cml_nb("report", str(executed), "-o", str(tmp_path))[0] == 0
     done = subprocess.run(
