@@ -46,12 +46,12 @@ log = logging.getLogger(__name__)
 ENGINE_NAME = "cml-nb"
 INJECTED_TAG = "injected-parameters"
 ERROR_MARKER_TAG = "papermill-error-cell-tag"
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")  # CSI and 2-byte escapes
 _TEXT_MIMES = ("text/plain", "text/markdown", "text/html", "text/latex", "application/json")
 
 
 def strip_ansi(text: str) -> str:
-    """Text without terminal colour codes."""
+    """Text without terminal colour and cursor codes."""
     return _ANSI.sub("", text)
 
 
@@ -203,6 +203,20 @@ def _first_error(nb: Any) -> CellError | None:
                 traceback=[strip_ansi(line) for line in output.get("traceback", [])],
             )
     return None
+
+
+def cell_numbers(nb: Mapping[str, Any]) -> dict[int, int]:
+    """Executed-notebook index -> 1-based number of the cell in the author's notebook.
+
+    papermill adds cells (the injected parameters, error banners) that the author
+    never wrote; a reader looks for "cell 3" in their own notebook.
+    """
+    numbers: dict[int, int] = {}
+    for index, cell in enumerate(nb.get("cells", ())):
+        tags = (cell.get("metadata", {}) or {}).get("tags", ()) or ()
+        if ERROR_MARKER_TAG not in tags and INJECTED_TAG not in tags:
+            numbers[index] = len(numbers) + 1
+    return numbers
 
 
 def _cell_timings(nb: Any) -> list[CellTiming]:
@@ -369,7 +383,8 @@ def run(
         cell = executed.cells[session.current_index]
         error = CellError(session.current_index, cell.get("execution_count"), status, message)
     if status == FAILED and error is not None:
-        where = f"cell {error.cell_index}" + (
+        number = cell_numbers(executed).get(error.cell_index, error.cell_index)
+        where = f"cell {number}" + (
             f" (In [{error.execution_count}])" if error.execution_count else ""
         )
         what = f"{error.ename}: {error.evalue}" if error.evalue else error.ename
@@ -377,7 +392,9 @@ def run(
             what = f"called sys.exit({error.evalue})"
         message = f"{where} raised {what}" if error.ename != "SystemExit" else f"{where} {what}"
     elif status != SUCCEEDED and error is not None:
-        message = f"{message} (cell {error.cell_index})"
+        message = (
+            f"{message} (cell {cell_numbers(executed).get(error.cell_index, error.cell_index)})"
+        )
 
     _mask_notebook(executed, injected, scrubber)
     _write_notebook(executed, out_path)

@@ -268,11 +268,12 @@ def _offline_dry_run(
     """A dry run without a token: the target as far as the context tells, nothing asked."""
     assert ctx.forge is not None and ctx.repository is not None
     number = int(arg) if arg and kind in ("pr", "issue") else ctx.pr_number
+    sha = ctx.sha or report.commit or None  # outside git, the commit the run recorded
     if kind in ("pr", "issue", "auto") and number is not None:
-        where = Target(ctx.forge, ctx.repository, ISSUE if kind == "issue" else PR, number, ctx.sha)
+        where = Target(ctx.forge, ctx.repository, ISSUE if kind == "issue" else PR, number, sha)
     else:
         where = Target(
-            ctx.forge, ctx.repository, COMMIT, None, arg if kind == "commit" and arg else ctx.sha
+            ctx.forge, ctx.repository, COMMIT, None, arg if kind == "commit" and arg else sha
         )
     limit = forge_class(ctx.forge).max_comment_chars
     result = PublishResult("", "dry-run", where)

@@ -65,7 +65,7 @@ def test_failing_cell_exit_1_and_notebook_saved(tmp_path: Path) -> None:
     out = tmp_path / "nb.ipynb"
     code, output = cml_nb("run", str(NOTEBOOKS / "raises_in_cell_2.ipynb"), "-o", str(out))
     assert code == 1
-    assert "ValueError: bad value 1" in output
+    assert "cell 3 (In [3]) raised ValueError: bad value 1" in output  # the author's numbering
     run = record(tmp_path)
     assert run["status"] == "failed"
     assert run["error"]["ename"] == "ValueError"

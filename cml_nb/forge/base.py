@@ -43,7 +43,7 @@ class Target:
         elif self.kind == ISSUE:
             what = f"issue #{self.number}"
         else:
-            what = f"commit {(self.sha or '')[:12]}"
+            what = f"commit {self.sha[:12]}" if self.sha else "an unknown commit"
         return f"{what} of {self.repository} on {where}"
 
 

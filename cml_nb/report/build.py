@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cml_nb.errors import NotebookReadError
+from cml_nb.execute import ERROR_MARKER_TAG, cell_numbers, strip_ansi
 from cml_nb.metrics import read_metrics
 from cml_nb.records import RUN_RECORD_NAME, SUCCEEDED, RunRecord
 from cml_nb.report.model import (
@@ -33,11 +34,9 @@ from cml_nb.report.model import (
     NoteBlock,
     Report,
 )
-from cml_nb.report.outputs import joined, output_blocks, strip_ansi
+from cml_nb.report.outputs import joined, output_blocks
 from cml_nb.report.redact import make_scrubber, redact_report
 
-ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill's banner cells: the header says it
-INJECTED_TAG = "injected-parameters"
 NotebookLike = Path | str | Mapping[str, Any]
 
 
@@ -84,20 +83,6 @@ def _record_beside(path: Path) -> RunRecord | None:
     except (OSError, ValueError, TypeError):
         return None
     return record if Path(record.output).name == path.name else None
-
-
-def cell_numbers(nb: Mapping[str, Any]) -> dict[int, int]:
-    """Executed-notebook index -> 1-based number of the cell in the source notebook.
-
-    papermill adds cells (the injected parameters, error banners) that the author
-    never wrote; a reader looks for "cell 3" in their own notebook.
-    """
-    numbers: dict[int, int] = {}
-    for index, cell in enumerate(nb.get("cells", ())):
-        tags = (cell.get("metadata", {}) or {}).get("tags", ()) or ()
-        if ERROR_MARKER_TAG not in tags and INJECTED_TAG not in tags:
-            numbers[index] = len(numbers) + 1
-    return numbers
 
 
 def _first_error(nb: Mapping[str, Any]) -> ErrorSummary | None:

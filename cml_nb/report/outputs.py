@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from cml_nb.execute import strip_ansi
 from cml_nb.metrics import METRICS_MIME
 from cml_nb.report.model import (
     Block,
@@ -37,7 +38,6 @@ AddAsset = Callable[[bytes, str], str]
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 _IMAGE_MIMES = ("image/svg+xml", "image/png", "image/jpeg", "image/gif")
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _BACKSPACE = re.compile(r"[^\x08\n]\x08")
 _WARNING_LINE = re.compile(r"\b\w*Warning: ")
 _LATEX_DELIMITERS = re.compile(r"^\s*(\$\$?|\\\[|\\\()\s*(.*?)\s*(\$\$?|\\\]|\\\))\s*$", re.DOTALL)
@@ -48,11 +48,6 @@ def joined(text: str | list[str] | None) -> str:
     if text is None:
         return ""
     return "".join(text) if isinstance(text, list) else str(text)
-
-
-def strip_ansi(text: str) -> str:
-    """Text without terminal colour and cursor codes."""
-    return _ANSI.sub("", text)
 
 
 def final_frames(text: str) -> str:
