@@ -346,7 +346,11 @@ def run(
             None,
             parameters=injected,
             engine_name=ENGINE_NAME,
-            kernel_name=kernel,
+            # A notebook saved without kernelspec metadata runs on the default kernel.
+            kernel_name=kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3",
+            language=nb.metadata.get("kernelspec", {}).get("language")
+            or nb.metadata.get("language_info", {}).get("name")
+            or "python",
             cwd=str(cwd or source.parent.resolve()),
             progress_bar=progress_bar,
             log_output=log_output,
@@ -378,6 +382,7 @@ def run(
             logging.getLogger("papermill").removeHandler(handler)
 
     executed = session.nb if session.nb is not None else nb
+    _mask_notebook(executed, injected, scrubber)  # before anything reads its errors
     error = _first_error(executed)
     if error is None and status != SUCCEEDED and session.current_index is not None:
         cell = executed.cells[session.current_index]
@@ -396,7 +401,6 @@ def run(
             f"{message} (cell {cell_numbers(executed).get(error.cell_index, error.cell_index)})"
         )
 
-    _mask_notebook(executed, injected, scrubber)
     _write_notebook(executed, out_path)
     logged = read_metrics(executed)
     record = RunRecord(

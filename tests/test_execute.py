@@ -218,3 +218,19 @@ def test_module_entry_point_runs() -> None:
         env={**os.environ},
     )  # fmt: skip
     assert done.returncode == 0 and "cml-nb" in done.stdout
+
+
+def test_secret_in_an_exception_never_reaches_record_or_message(tmp_path: Path) -> None:
+    token = "ghp_" + secrets.token_hex(18)
+    cell = nbformat.v4.new_code_cell("raise RuntimeError('auth failed for ' + token)")
+    params = nbformat.v4.new_code_cell("token = ''")
+    params.metadata["tags"] = ["parameters"]
+    source = tmp_path / "leaks.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[params, cell]), source)
+    out = tmp_path / "out" / "n.ipynb"
+    code, output = cml_nb("run", str(source), "-o", str(out), "-p", "token", token)
+    assert code == 1
+    assert "auth failed for ***" in output and token not in output
+    for path in out.parent.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".ipynb", ".md", ".html"):
+            assert token not in path.read_text(), path
