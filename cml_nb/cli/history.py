@@ -218,7 +218,7 @@ def _points(result: Any) -> dict[str, Any]:
     return {"ref": result.ref, "metrics": result.metrics, "points": points, "notes": result.notes}
 
 
-def compare_run(record: Any, *, report: bool, **compare: Any) -> Comparison | None:
+def write_report_and_compare(record: Any, *, report: bool, **compare: Any) -> Comparison | None:
     """For ``cml-nb run``: write the report bundle (when ``report``) with the comparison.
 
     Without a bundle the comparison still runs on the record's metrics, so the gate works

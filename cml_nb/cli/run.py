@@ -122,9 +122,9 @@ def command(
     publishing.stop_live()
     click.echo(timing_summary(record), err=True)
     click.echo(f"executed notebook: {record.output}", err=True)
-    from cml_nb.cli.history import compare_run
+    from cml_nb.cli.history import write_report_and_compare
 
-    comparison = compare_run(record, report=report, **compare)
+    comparison = write_report_and_compare(record, report=report, **compare)
     publishing.final(record)
     if not record.succeeded:
         raise execute.failure_error(record)
