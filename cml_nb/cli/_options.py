@@ -11,8 +11,8 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def parameter_options(func: F) -> F:
-    """``-p NAME VALUE``, ``-y YAML``, ``-f FILE`` and ``--allow-unknown``."""
+def parameter_value_options(func: F) -> F:
+    """``-p NAME VALUE``, ``-y YAML`` and ``--allow-unknown``."""
     decorators = [
         click.option(
             "-p", "--parameter", "parameter_pairs", nargs=2, multiple=True,
@@ -24,11 +24,6 @@ def parameter_options(func: F) -> F:
             help="Parameters as a YAML mapping, e.g. -y 'lr: 0.1'.",
         ),
         click.option(
-            "-f", "--parameters-file", "parameter_files", multiple=True,
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Parameters from a YAML or JSON file (repeatable; later files win).",
-        ),
-        click.option(
             "--allow-unknown", is_flag=True,
             help="Inject parameters the notebook's 'parameters' cell does not declare.",
         ),
@@ -36,6 +31,16 @@ def parameter_options(func: F) -> F:
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+def parameter_options(func: F) -> F:
+    """``-f FILE`` and the :func:`parameter_value_options`."""
+    func = parameter_value_options(func)
+    return click.option(
+        "-f", "--parameters-file", "parameter_files", multiple=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Parameters from a YAML or JSON file (repeatable; later files win).",
+    )(func)  # fmt: skip
 
 
 def execution_options(func: F) -> F:

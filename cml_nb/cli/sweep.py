@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cml_nb.cli._options import execution_options
+from cml_nb.cli._options import execution_options, parameter_value_options
 
 
 class SweepCommand(click.Command):
@@ -83,28 +83,7 @@ def _finish(result: Any, allow_failures: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="A YAML space with grid:, random: (n, seed, parameters), list: and fixed parameters:.",
 )
-@click.option(
-    "-p",
-    "--parameter",
-    "parameter_pairs",
-    nargs=2,
-    multiple=True,
-    metavar="NAME VALUE",
-    help="A parameter fixed for every run; VALUE is a Python/YAML literal.",
-)
-@click.option(
-    "-y",
-    "--parameters-yaml",
-    "parameter_yaml",
-    multiple=True,
-    metavar="YAML",
-    help="Fixed parameters as a YAML mapping, e.g. -y 'epochs: 3'.",
-)
-@click.option(
-    "--allow-unknown",
-    is_flag=True,
-    help="Inject parameters the notebook's 'parameters' cell does not declare.",
-)
+@parameter_value_options  # fixed for every run (-f names the sweep file here)
 @execution_options
 @click.option(
     "-o",
