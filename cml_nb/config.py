@@ -71,15 +71,18 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    ours = {name: raw for name, raw in env.items() if name.startswith(ENV_PREFIX) and raw != ""}
+    if not ours:
+        return {}
     import yaml  # env values are typed like YAML scalars: 30, true, 0.5
 
     values: dict[str, Any] = {}
-    for name, raw in env.items():
-        if name.startswith(ENV_PREFIX) and raw != "":
-            try:
-                values[normalise(name[len(ENV_PREFIX) :])] = yaml.safe_load(raw)
-            except yaml.YAMLError:
-                values[normalise(name[len(ENV_PREFIX) :])] = raw
+    for name, raw in ours.items():
+        key = normalise(name[len(ENV_PREFIX) :])
+        try:
+            values[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            values[key] = raw
     return values
 
 
