@@ -186,11 +186,12 @@ def _stream_cell_output(scrubber: Scrubber) -> logging.Handler:
     return handler
 
 
-def _first_error(nb: Any) -> CellError | None:
-    for index, cell in enumerate(nb.cells):
+def first_error(nb: Mapping[str, Any]) -> CellError | None:
+    """The first cell that raised (``sys.exit(0)`` and papermill's banners excepted)."""
+    for index, cell in enumerate(nb.get("cells", ())):
         if ERROR_MARKER_TAG in cell.get("metadata", {}).get("tags", ()):
             continue
-        for output in cell.get("outputs", ()):
+        for output in cell.get("outputs", ()) or ():
             if output.get("output_type") != "error":
                 continue
             if output.get("ename") == "SystemExit" and output.get("evalue") in ("", "0", "None"):
@@ -198,9 +199,9 @@ def _first_error(nb: Any) -> CellError | None:
             return CellError(
                 cell_index=index,
                 execution_count=cell.get("execution_count"),
-                ename=output.get("ename", ""),
-                evalue=strip_ansi(output.get("evalue", "")),
-                traceback=[strip_ansi(line) for line in output.get("traceback", [])],
+                ename=strip_ansi(str(output.get("ename", ""))),
+                evalue=strip_ansi(str(output.get("evalue", ""))),
+                traceback=[strip_ansi(line) for line in output.get("traceback") or []],
             )
     return None
 
@@ -383,7 +384,7 @@ def run(
 
     executed = session.nb if session.nb is not None else nb
     _mask_notebook(executed, injected, scrubber)  # before anything reads its errors
-    error = _first_error(executed)
+    error = first_error(executed)
     if error is None and status != SUCCEEDED and session.current_index is not None:
         cell = executed.cells[session.current_index]
         error = CellError(session.current_index, cell.get("execution_count"), status, message)

@@ -17,12 +17,12 @@ import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from cml_nb.errors import NotebookReadError
-from cml_nb.execute import ERROR_MARKER_TAG, cell_numbers, strip_ansi
+from cml_nb.execute import ERROR_MARKER_TAG, cell_numbers, first_error
 from cml_nb.metrics import read_metrics
 from cml_nb.records import RUN_RECORD_NAME, SUCCEEDED, RunRecord
 from cml_nb.report.model import (
@@ -83,25 +83,6 @@ def _record_beside(path: Path) -> RunRecord | None:
     except (OSError, ValueError, TypeError):
         return None
     return record if Path(record.output).name == path.name else None
-
-
-def _first_error(nb: Mapping[str, Any]) -> ErrorSummary | None:
-    for index, cell in enumerate(nb.get("cells", ())):
-        if ERROR_MARKER_TAG in cell.get("metadata", {}).get("tags", ()):
-            continue
-        for output in cell.get("outputs", ()) or ():
-            if output.get("output_type") != "error":
-                continue
-            if output.get("ename") == "SystemExit" and output.get("evalue") in ("", "0", "None"):
-                continue
-            return ErrorSummary(
-                index,
-                cell.get("execution_count"),
-                strip_ansi(str(output.get("ename", ""))),
-                strip_ansi(str(output.get("evalue", ""))),
-                [strip_ansi(line) for line in output.get("traceback") or []],
-            )
-    return None
 
 
 def runner_description(environment: Mapping[str, Any]) -> str | None:
@@ -176,7 +157,8 @@ def _facts_of_run(nb: Mapping[str, Any], record: RunRecord | None, label: str) -
             error,
         )
     papermill = nb.get("metadata", {}).get("papermill", {}) or {}
-    error = _first_error(nb)
+    found = first_error(nb)
+    error = ErrorSummary(**asdict(found)) if found is not None else None
     executed = any(c.get("execution_count") for c in nb.get("cells", ()))
     status = "failed" if error is not None else (SUCCEEDED if executed else "unknown")
     duration = papermill.get("duration")
