@@ -9,7 +9,6 @@ written whatever happens: a failing cell, a timeout, a dead kernel or Ctrl-C.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,9 @@ from cml_nb.errors import (
     RunInterruptedError,
 )
 from cml_nb.metrics import read_metrics
+from cml_nb.notebook import ERROR_MARKER_TAG as ERROR_MARKER_TAG  # re-export for old callers
+from cml_nb.notebook import INJECTED_TAG, cell_numbers, first_error
+from cml_nb.notebook import strip_ansi as strip_ansi  # re-export for old callers
 from cml_nb.records import (
     FAILED,
     INTERRUPTED,
@@ -44,15 +46,7 @@ from cml_nb.secrets import Scrubber, looks_secret, mask_parameters
 log = logging.getLogger(__name__)
 
 ENGINE_NAME = "cml-nb"
-INJECTED_TAG = "injected-parameters"
-ERROR_MARKER_TAG = "papermill-error-cell-tag"
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")  # CSI and 2-byte escapes
 _TEXT_MIMES = ("text/plain", "text/markdown", "text/html", "text/latex", "application/json")
-
-
-def strip_ansi(text: str) -> str:
-    """Text without terminal colour and cursor codes."""
-    return _ANSI.sub("", text)
 
 
 @dataclass
@@ -184,40 +178,6 @@ def _stream_cell_output(scrubber: Scrubber) -> logging.Handler:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return handler
-
-
-def first_error(nb: Mapping[str, Any]) -> CellError | None:
-    """The first cell that raised (``sys.exit(0)`` and papermill's banners excepted)."""
-    for index, cell in enumerate(nb.get("cells", ())):
-        if ERROR_MARKER_TAG in cell.get("metadata", {}).get("tags", ()):
-            continue
-        for output in cell.get("outputs", ()) or ():
-            if output.get("output_type") != "error":
-                continue
-            if output.get("ename") == "SystemExit" and output.get("evalue") in ("", "0", "None"):
-                continue
-            return CellError(
-                cell_index=index,
-                execution_count=cell.get("execution_count"),
-                ename=strip_ansi(str(output.get("ename", ""))),
-                evalue=strip_ansi(str(output.get("evalue", ""))),
-                traceback=[strip_ansi(line) for line in output.get("traceback") or []],
-            )
-    return None
-
-
-def cell_numbers(nb: Mapping[str, Any]) -> dict[int, int]:
-    """Executed-notebook index -> 1-based number of the cell in the author's notebook.
-
-    papermill adds cells (the injected parameters, error banners) that the author
-    never wrote; a reader looks for "cell 3" in their own notebook.
-    """
-    numbers: dict[int, int] = {}
-    for index, cell in enumerate(nb.get("cells", ())):
-        tags = (cell.get("metadata", {}) or {}).get("tags", ()) or ()
-        if ERROR_MARKER_TAG not in tags and INJECTED_TAG not in tags:
-            numbers[index] = len(numbers) + 1
-    return numbers
 
 
 def _cell_timings(nb: Any) -> list[CellTiming]:

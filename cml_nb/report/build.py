@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from cml_nb.errors import NotebookReadError
-from cml_nb.execute import ERROR_MARKER_TAG, cell_numbers, first_error
 from cml_nb.metrics import read_metrics
+from cml_nb.notebook import ERROR_MARKER_TAG, cell_numbers, first_error
 from cml_nb.records import RUN_RECORD_NAME, SUCCEEDED, RunRecord
 from cml_nb.report.model import (
     Block,

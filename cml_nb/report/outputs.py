@@ -15,8 +15,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cml_nb.execute import strip_ansi
 from cml_nb.metrics import METRICS_MIME
+from cml_nb.notebook import strip_ansi
 from cml_nb.report.model import (
     Block,
     ErrorBlock,
