@@ -33,6 +33,7 @@ from cml_nb.runner.lifecycle import LaunchRequest
 from cml_nb.runner.registration import GitHubRunners, GitLabRunners
 
 REPO = "octo/gpu"
+SCOPE = lifecycle.Scope("github", REPO)
 
 
 def fake_token(prefix: str) -> str:
@@ -87,6 +88,9 @@ def test_launch_tags_in_the_same_call_and_stop_terminates(aws: Aws, github: GitH
     tagged = {t["Key"]: t["Value"] for t in sent[0]["TagSpecifications"][0]["Tags"]}
     assert tagged[TAG_RUNNER] == "gpu-1" and tagged["cml-nb:repository"] == REPO
     assert sent[0]["InstanceInitiatedShutdownBehavior"] == "terminate"
+    # Containers a job starts are one hop away: IMDSv2 with hop limit 1 does not answer them.
+    assert sent[0]["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    assert sent[0]["MetadataOptions"]["HttpTokens"] == "required"
     (live,) = aws.live()
     tags = {t["Key"]: t["Value"] for t in live["Tags"]}
     expires = datetime.fromisoformat(tags[TAG_EXPIRES].replace("Z", "+00:00"))
@@ -302,12 +306,12 @@ def test_waits_for_the_runner_then_cleanup_spares_it_until_expiry(
     ]
     assert [v.forge_status for v in views] == ["online"]
 
-    spared = lifecycle.cleanup(cloud(aws), resolver(github), grace_s=0)
+    spared = lifecycle.cleanup(cloud(aws), resolver(github), scope=SCOPE, grace_s=0)
     assert not [a for a in spared if "gpu-online" in a.target]
     assert len(aws.live()) == 1
 
     later = datetime.now(timezone.utc) + timedelta(hours=7)
-    actions = lifecycle.cleanup(cloud(aws), resolver(github), grace_s=0, now=later)
+    actions = lifecycle.cleanup(cloud(aws), resolver(github), scope=SCOPE, grace_s=0, now=later)
     mine = [str(a) for a in actions if "gpu-online" in a.target]
     assert mine and "max lifetime ended" in mine[0]
     assert aws.live() == []
@@ -333,11 +337,13 @@ def test_cleanup_terminates_orphans_and_unregisters_dead_runners(
     lifecycle.launch(request(aws, name="gpu-orphan", single=True), cloud(aws), github)
     assert len(forge_emulator.state.repo(REPO).runners) == 1  # registered, never online
 
-    assert lifecycle.cleanup(cloud(aws), resolver(github), grace_s=3600) == []  # within grace
-    dry = lifecycle.cleanup(cloud(aws), resolver(github), grace_s=0, dry_run=True)
+    within_grace = lifecycle.cleanup(cloud(aws), resolver(github), scope=SCOPE, grace_s=3600)
+    assert within_grace == []
+    dry = lifecycle.cleanup(cloud(aws), resolver(github), scope=SCOPE, grace_s=0, dry_run=True)
     assert len(aws.live()) == 1 and any("gpu-orphan" in a.target for a in dry)
 
-    actions = [str(a) for a in lifecycle.cleanup(cloud(aws), resolver(github), grace_s=0)]
+    done = lifecycle.cleanup(cloud(aws), resolver(github), scope=SCOPE, grace_s=0)
+    actions = [str(a) for a in done]
     assert any("gpu-orphan" in a and "offline" in a for a in actions if a.startswith("terminate"))
     assert any(a.startswith("unregister github runner") for a in actions)
     assert aws.live() == [] and forge_emulator.state.repo(REPO).runners == {}
@@ -387,3 +393,48 @@ def test_forge_faults_and_rate_limits_are_retried(
         lifecycle.stop(cloud(aws), resolver(forge), result.name)
     assert len(forge_emulator.requests("POST", "generate-jitconfig")) == 3
     assert len(forge_emulator.requests("POST", "/user/runners")) == 3
+
+
+def test_cleanup_leaves_other_repositories_runners_alone(
+    aws: Aws, github: GitHubRunners, forge_emulator: Any
+) -> None:
+    token = fake_token("ghp_")
+    forge_emulator.state.add_token(token, "someone")
+    forge_emulator.state.add_repo("github", "someone/else")
+    other = GitHubRunners("someone/else", token=token, api_url=forge_emulator.github_api)
+    mine = lifecycle.launch(request(aws, name="gpu-mine", single=True), cloud(aws), github)
+    theirs = lifecycle.launch(request(aws, name="gpu-theirs", single=True), cloud(aws), other)
+    # Launched by hand with cml-nb's name tag but no expiry or repository: not ours to judge.
+    untagged = aws.ec2.run_instances(
+        ImageId=aws.ami(), InstanceType="t3.micro", MinCount=1, MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": TAG_RUNNER, "Value": "hand-made"},
+            *({"Key": k, "Value": v} for k, v in aws.tag.items()),
+        ]}],
+    )["Instances"][0]["InstanceId"]  # fmt: skip
+    later = datetime.now(timezone.utc) + timedelta(hours=7)  # all of them past expiry
+
+    actions = lifecycle.cleanup(cloud(aws), resolver(github, other), scope=SCOPE, now=later)
+    assert [a.target for a in actions if a.action == "terminate"] == [
+        f"{mine.instance.id} (gpu-mine)"
+    ]
+    alive = {i["InstanceId"] for i in aws.live()}
+    assert alive == {theirs.instance.id, untagged}
+    assert [r["name"] for r in forge_emulator.state.repo("someone/else").runners.values()] == [
+        "gpu-theirs"
+    ]
+    # Repository names are compared as the forges route them: case-insensitively.
+    shouty = lifecycle.Scope("github", "SomeOne/Else")
+    assert lifecycle.cleanup(cloud(aws), resolver(other), scope=shouty, dry_run=True, now=later)
+    # Another forge's project of the same path is not this scope either.
+    gitlab_scope = lifecycle.Scope("gitlab", "someone/else")
+    assert lifecycle.cleanup(cloud(aws), resolver(other), scope=gitlab_scope, now=later) == []
+
+    swept = lifecycle.cleanup(cloud(aws), resolver(github, other), scope=None, now=later)
+    reasons = {a.target: a.reason for a in swept if a.action == "terminate"}
+    assert reasons == {
+        f"{theirs.instance.id} (gpu-theirs)": "its max lifetime ended at "
+        f"{theirs.instance.expires:%Y-%m-%d %H:%M} UTC",
+        f"{untagged} (hand-made)": "it has no valid cml-nb:expires tag",
+    }
+    assert aws.live() == [] and forge_emulator.state.repo("someone/else").runners == {}

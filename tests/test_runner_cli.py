@@ -236,3 +236,32 @@ def test_pyproject_settings_apply_to_runner_commands(
     stopped = cli(no_region, "stop", result.stdout.strip())
     assert stopped.exit_code == 0, stopped.output
     assert aws.live() == []
+
+
+def test_cleanup_is_scoped_to_the_ci_repository_unless_all_repositories(
+    aws: Aws, env: dict[str, str], forge_emulator: Any
+) -> None:
+    ((key, value),) = aws.tag.items()
+    tags = [{"Key": k, "Value": v} for k, v in {key: value, "cml-nb:runner": "foreign",
+            "cml-nb:forge": "github", "cml-nb:repository": "someone/else"}.items()]  # fmt: skip
+    foreign = aws.ec2.run_instances(
+        ImageId=aws.ami(), InstanceType="t3.micro", MinCount=1, MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )["Instances"][0]["InstanceId"]  # fmt: skip
+    outside_ci = {k: v for k, v in env.items() if not k.startswith("GITHUB_R")}
+    outside_ci["GITHUB_ACTIONS"] = ""
+    refused = cli(outside_ci, "cleanup", "--grace", "0")
+    assert refused.exit_code == 2
+    assert "pass --repo owner/repo" in refused.output and "--all-repositories" in refused.output
+    assert cli(env, "cleanup", "--grace", "0", "--all-repositories", "--repo", "x/y").exit_code == 2
+
+    scoped = cli(env, "cleanup", "--grace", "0")  # GITHUB_REPOSITORY=octo/gpu
+    assert scoped.exit_code == 0, scoped.output
+    assert foreign not in scoped.output and [i["InstanceId"] for i in aws.live()] == [foreign]
+    by_flag = cli(outside_ci, "cleanup", "--grace", "0", "--repo", "someone/else", "--dry-run")
+    assert f"would terminate {foreign} (foreign)" in by_flag.stdout
+
+    swept = cli(outside_ci, "cleanup", "--grace", "0", "--all-repositories")
+    assert swept.exit_code == 0, swept.output
+    assert f"terminate {foreign} (foreign): it has no valid cml-nb:expires tag" in swept.stdout
+    assert aws.live() == []

@@ -359,6 +359,21 @@ def stop(
 @command.command()
 @cloud_options
 @click.option(
+    "--forge",
+    type=click.Choice(["github", "gitlab"]),
+    help="Forge of the repository to clean up for (default: the CI system this runs in).",
+)
+@click.option(
+    "--repo",
+    "repository",
+    help="Only this repository's runners (default: GITHUB_REPOSITORY or CI_PROJECT_PATH).",
+)
+@click.option(
+    "--all-repositories",
+    is_flag=True,
+    help="Admin sweep: every repository's runners in the region, and untagged ones.",
+)
+@click.option(
     "--grace",
     type=DURATION,
     default="15m",
@@ -371,18 +386,41 @@ def cleanup(
     region: str | None,
     token: str | None,
     api_url: str | None,
+    forge: str | None,
+    repository: str | None,
+    all_repositories: bool,
     grace: int,
     dry_run: bool,
 ) -> None:
     """Terminate runner instances past their lifetime or whose forge runner is gone.
 
-    Run it on a schedule (a cron workflow). It never terminates a runner that is
-    online before its max lifetime ends. Prints one line per action.
+    Run it on a schedule (a cron workflow). It looks only at the runners of one
+    repository (--repo, default the CI job's), unless --all-repositories. It never
+    terminates a runner that is online before its max lifetime ends. Prints one
+    line per action.
     """
+    from cml_nb.errors import ConfigError
     from cml_nb.runner import lifecycle
 
+    scope: lifecycle.Scope | None = None
+    if all_repositories:
+        if repository or forge:
+            raise ConfigError("--all-repositories sweeps every repository: drop --repo/--forge")
+    else:
+        forge = forge or _ci_forge() or ("github" if repository else None)
+        repository = repository or _ci_repository(forge)
+        if not forge or not repository:
+            raise ConfigError(
+                "cleanup needs the repository whose runners it cleans up: pass --repo owner/repo "
+                "(and --forge gitlab for GitLab), or --all-repositories for an admin sweep"
+            )
+        scope = lifecycle.Scope(forge, repository)
     actions = lifecycle.cleanup(
-        _cloud(cloud, region), _resolver(token, api_url), grace_s=grace, dry_run=dry_run
+        _cloud(cloud, region),
+        _resolver(token, api_url),
+        scope=scope,
+        grace_s=grace,
+        dry_run=dry_run,
     )
     for action in actions:
         click.echo(("would " if dry_run else "") + str(action))

@@ -346,7 +346,14 @@ class Ec2:
                     },
                 }
             ],
-            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+            # EC2's own guards for what the job can reach: IMDSv2 only, and a hop limit of 1
+            # so a job's containers (one hop further) get no answer from the metadata service.
+            "MetadataOptions": {
+                "HttpTokens": "required",
+                "HttpEndpoint": "enabled",
+                "HttpPutResponseHopLimit": 1,
+                "InstanceMetadataTags": "disabled",
+            },
         }
         if zone:
             request["Placement"] = {"AvailabilityZone": zone}

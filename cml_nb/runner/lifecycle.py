@@ -93,6 +93,28 @@ class RunnerView:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """The repository a ``cleanup`` runs for: only its instances are touched.
+
+    Attributes:
+        forge: ``github`` or ``gitlab`` (the ``cml-nb:forge`` tag).
+        repository: ``owner/repo`` or a GitLab project path (``cml-nb:repository``);
+            compared case-insensitively, as both forges route repository names.
+    """
+
+    forge: str
+    repository: str
+
+    def covers(self, instance: Instance) -> bool:
+        """Whether ``instance`` was launched for this forge and repository."""
+        forge, repository = _key(instance)
+        return (forge, repository.strip("/").lower()) == (
+            self.forge,
+            self.repository.strip("/").lower(),
+        )
+
+
+@dataclass(frozen=True)
 class CleanupAction:
     """One thing ``cleanup`` did (or would do, in a dry run)."""
 
@@ -366,6 +388,7 @@ def cleanup(
     cloud: Ec2,
     resolve: ForgeResolver,
     *,
+    scope: Scope | None,
     grace_s: float = 900,
     dry_run: bool = False,
     now: datetime | None = None,
@@ -375,12 +398,27 @@ def cleanup(
     An instance goes when its ``cml-nb:expires`` time has passed, or, once it is older
     than ``grace_s``, when its forge runner is missing or offline. Forge runners of
     cml-nb instances that no longer run are unregistered.
+
+    Args:
+        cloud: the region to clean up.
+        resolve: forge clients for the instances' (forge, repository) tags.
+        scope: only instances launched for this forge and repository are looked at
+            (another repository's runners, or instances without the tags, are left
+            alone); ``None`` sweeps every repository's (an administrator's choice:
+            ``--all-repositories``). Required, so no caller sweeps by default.
+        grace_s: spare instances younger than this whose runner is not online yet.
+        dry_run: report, change nothing.
+        now: the current time (for expiry).
     """
     now = now or _utcnow()
     forges = _Forges(resolve)
     actions: list[CleanupAction] = []
     doomed: list[str] = []
-    for instance in cloud.instances():
+
+    def _in_scope(found: list[Instance]) -> list[Instance]:
+        return [i for i in found if scope is None or scope.covers(i)]
+
+    for instance in _in_scope(cloud.instances()):
         reason = _why_terminate(instance, forges.runners(_key(instance)), now, grace_s)
         if reason:
             doomed.append(instance.id)
@@ -388,8 +426,8 @@ def cleanup(
     if doomed and not dry_run:
         cloud.terminate(doomed)
     # Forge runners whose machine is gone: cml-nb instances in any state, by name.
-    live = {i.name for i in cloud.instances() if i.id not in doomed}
-    known = cloud.instances(states=(*LIVE_STATES, "shutting-down", "terminated"))
+    live = {i.name for i in _in_scope(cloud.instances()) if i.id not in doomed}
+    known = _in_scope(cloud.instances(states=(*LIVE_STATES, "shutting-down", "terminated")))
     for key in sorted({_key(i) for i in known}):
         runners, forge = forges.runners(key), forges.client(key)
         names = {i.name for i in known if _key(i) == key} - live
