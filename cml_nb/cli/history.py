@@ -216,26 +216,3 @@ def _points(result: Any) -> dict[str, Any]:
         for p in result.points
     ]  # fmt: skip
     return {"ref": result.ref, "metrics": result.metrics, "points": points, "notes": result.notes}
-
-
-def write_report_and_compare(record: Any, *, report: bool, **compare: Any) -> Comparison | None:
-    """For ``cml-nb run``: write the report bundle (when ``report``) with the comparison.
-
-    Without a bundle the comparison still runs on the record's metrics, so the gate works
-    with ``--no-report`` too. Returns None when no comparison was asked for.
-    """
-    from cml_nb.report.model import Report
-
-    found: list[Comparison | None] = []
-    if report:
-        from cml_nb.cli.report import write_run_report
-
-        write_run_report(
-            record, prepare=lambda built: found.append(compare_report(built, **compare))
-        )
-    else:
-        commit = (record.environment.get("git") or {}).get("commit")
-        bare = Report(record.notebook, metrics=record.metrics, parameters=record.parameters)
-        bare.commit = commit
-        found.append(compare_report(bare, **compare))
-    return found[0] if found else None

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cml_nb.cli.history import compare_options, compare_report
+
+if TYPE_CHECKING:
+    from cml_nb.history import Comparison
 
 FORGES = ("github", "gitlab")
 
@@ -79,6 +82,27 @@ def write_run_report(record: Any, prepare: Callable[[Any], None] | None = None) 
         return None
     click.echo(f"report: {bundle / 'report.md'}", err=True)
     return bundle
+
+
+def write_report_and_compare(record: Any, *, report: bool, **compare: Any) -> Comparison | None:
+    """For ``cml-nb run``: write the report bundle (when ``report``) with the comparison.
+
+    Without a bundle the comparison still runs on the record's metrics, so the gate works
+    with ``--no-report`` too. Returns None when no comparison was asked for.
+    """
+    from cml_nb.report.model import Report
+
+    found: list[Comparison | None] = []
+    if report:
+        write_run_report(
+            record, prepare=lambda built: found.append(compare_report(built, **compare))
+        )
+    else:
+        commit = (record.environment.get("git") or {}).get("commit")
+        bare = Report(record.notebook, metrics=record.metrics, parameters=record.parameters)
+        bare.commit = commit
+        found.append(compare_report(bare, **compare))
+    return found[0] if found else None
 
 
 @click.command()

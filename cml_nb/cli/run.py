@@ -122,7 +122,7 @@ def command(
     publishing.stop_live()
     click.echo(timing_summary(record), err=True)
     click.echo(f"executed notebook: {record.output}", err=True)
-    from cml_nb.cli.history import write_report_and_compare
+    from cml_nb.cli.report import write_report_and_compare
 
     comparison = write_report_and_compare(record, report=report, **compare)
     publishing.final(record)

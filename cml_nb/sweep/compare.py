@@ -26,7 +26,7 @@ from cml_nb.report.model import (
     Report,
     TableBlock,
 )
-from cml_nb.sweep.runner import REPORT_DIR, RunEntry, SweepResult
+from cml_nb.sweep.result import REPORT_DIR, RunEntry, SweepResult
 
 MAX_METRIC_COLUMNS = 8
 MAX_PLOTTED_METRICS = 6
