@@ -32,6 +32,7 @@ h1, h2 { border-bottom: 1px solid #d8dee4; padding-bottom: .3em; }
 
 
 def main(bundle: Path, png: Path) -> None:
+    """Render the bundle's report.md as GitHub would and screenshot it to ``png``."""
     body = cmarkgfm.github_flavored_markdown_to_html(
         (bundle / "report.md").read_text(), options=Options.CMARK_OPT_UNSAFE
     )
