@@ -112,6 +112,9 @@ class Forge(Protocol):
     def pulls_for_commit(self, sha: str) -> list[Target]:
         """Open PRs/MRs whose head branch contains ``sha``, newest first."""
 
+    def commit(self, sha: str) -> Target:
+        """The target for comments on commit ``sha``."""
+
     def list_comments(self, target: Target) -> list[Comment]:
         """Every comment on ``target``, all pages, oldest first."""
 

@@ -23,9 +23,9 @@ from cml_nb.history.base import (
     DEFAULT_METRICS_PATH,
     SOURCES,
     Baseline,
-    CommentReader,
     MetricDelta,
     auto_ref,
+    check_ref,
     compare_metrics,
     compare_parameters,
     find_baseline,
@@ -35,6 +35,7 @@ from cml_nb.history.base import (
     report_baseline,
     resolve_commit,
 )
+from cml_nb.history.comments import CommentReader, trusted_author
 from cml_nb.history.gate import (
     Gate,
     GateResult,
@@ -71,6 +72,7 @@ __all__ = [
     "TrendPoint",
     "add_trend",
     "auto_ref",
+    "check_ref",
     "check_gates",
     "compare",
     "compare_metrics",
@@ -93,6 +95,7 @@ __all__ = [
     "trend_markdown",
     "trend_table",
     "trend_text",
+    "trusted_author",
 ]
 
 
@@ -164,7 +167,8 @@ def compare(
         compare_metrics(head_metrics, baseline.metrics, goal_map) if baseline.found else []
     )
     result.parameters = compare_parameters(head_parameters or {}, baseline.parameters)
-    result.gates = check_gates(gates, head_metrics, baseline.metrics)
+    unreadable = "" if baseline.found else baseline.unreadable
+    result.gates = check_gates(gates, head_metrics, baseline.metrics, base_unreadable=unreadable)
     if result.gates:
         result.report["gates"] = result.gate_lines()
     return result

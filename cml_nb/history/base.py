@@ -3,10 +3,14 @@
 Base metrics come from the first source that has them, in this order:
 
 1. ``git``: a metrics file committed at the base ref (``git show REF:metrics.json``);
-2. ``comment``: the hidden metrics JSON of cml-nb's report comment on the base commit,
-   read through the forge API (any object with ``report_metrics(sha)``, see
-   :class:`CommentReader`);
+2. ``comment``: the hidden metrics trailer of cml-nb's *own* report comment on the base
+   commit, read through the forge API (:mod:`cml_nb.history.comments`: comments by other
+   accounts, and metrics-like text outside the trailer, are ignored);
 3. ``records``: a folder of earlier run records (``--history DIR``: a CI cache or artifact).
+
+A source that has the base but cannot read it (a committed metrics file that is not JSON,
+cml-nb's comment with a cut trailer) leaves ``Baseline.unreadable`` set; the regression
+gate then fails closed instead of passing for want of a base.
 """
 
 from __future__ import annotations
@@ -20,26 +24,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cml_nb.errors import CmlNbError, ConfigError
+from cml_nb.history.comments import CommentReader, describe_untrusted, report_metrics
 
 DEFAULT_METRICS_PATH = "metrics.json"
 SOURCES = ("git", "comment", "records")
 MAX, MIN = "max", "min"
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 BETTER, WORSE = "🟢", "🔴"
-
-
-class CommentReader(Protocol):
-    """What the comment source needs from a forge (``cml_nb.forge`` implements it)."""
-
-    def report_metrics(self, sha: str) -> Mapping[str, Any] | None:
-        """The hidden metrics payload of cml-nb's report comment on commit ``sha``, if any.
-
-        The payload holds ``metrics`` and optionally ``parameters``; None when no
-        cml-nb comment is found.
-        """
 
 
 @dataclass
@@ -53,6 +47,8 @@ class Baseline:
         description: one line for the report, e.g. ``metrics.json at main (abc1234)``.
         ref: the ref asked for; commit: the commit it resolved to.
         tried: why each source that was tried gave nothing.
+        unreadable: why a source that has the base could not read it ("" when none);
+            a gate that needs the base then fails instead of being skipped.
     """
 
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +58,7 @@ class Baseline:
     ref: str = ""
     commit: str | None = None
     tried: list[str] = field(default_factory=list)
+    unreadable: str = ""
 
     @property
     def found(self) -> bool:
@@ -88,6 +85,19 @@ def _git(args: Sequence[str], cwd: Path | None, timeout: float = 30) -> str | No
     return done.stdout if done.returncode == 0 else None
 
 
+def check_ref(ref: str) -> str:
+    """``ref`` unchanged, or ConfigError when git would read it as an option.
+
+    ``--ref=--output=FILE`` would make ``git log`` write a file: a ref never starts with
+    ``-`` (git check-ref-format refuses such names), so refuse it before any git call.
+    """
+    if not ref or ref.startswith("-") or any(c in ref for c in "\0\n\r"):
+        raise ConfigError(
+            f"{ref!r} is not a branch, tag or commit: name one, e.g. --compare-to main"
+        )
+    return ref
+
+
 def auto_ref(env: Mapping[str, str] | None = None) -> str:
     """The ref ``auto`` means: the PR's base branch in CI, else the previous commit."""
     env = os.environ if env is None else env
@@ -103,9 +113,12 @@ def resolve_commit(ref: str, cwd: Path | None = None, *, fetch: bool = True) -> 
     CI checkouts are often shallow and single-branch, so the base branch may be absent
     until fetched; a failed fetch is not an error, the git source just finds nothing.
     """
+    check_ref(ref)
     candidates = [ref] if "/" in ref or ref.startswith("HEAD") else [ref, f"origin/{ref}"]
     for name in candidates:
-        sha = _git(["rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"], cwd)
+        sha = _git(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}"], cwd
+        )
         if sha:
             return sha.strip()
     full_sha = _FULL_SHA.fullmatch(ref.lower()) is not None
@@ -146,14 +159,18 @@ def parse_metrics_file(data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return _flatten(data), {}
 
 
+class _Unreadable(Exception):
+    """A metrics file exists at the commit but is not JSON."""
+
+
 def _git_json(commit: str, path: str, cwd: Path | None) -> Any:
-    text = _git(["show", f"{commit}:{path}"], cwd)
+    text = _git(["show", "--end-of-options", f"{commit}:{path}"], cwd)
     if text is None:
         return None
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
-        return None
+    except (ValueError, RecursionError) as exc:
+        raise _Unreadable(f"{path.removeprefix('./')} at {commit[:7]} is not JSON") from exc
 
 
 def _git_path(path: str) -> str:
@@ -165,13 +182,26 @@ def from_git(
     commit: str, metrics_path: str = DEFAULT_METRICS_PATH, cwd: Path | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Metrics (and parameters) committed at ``commit``, or None when the file is absent."""
+    try:
+        return _from_git(commit, metrics_path, cwd)
+    except _Unreadable:
+        return None
+
+
+def _from_git(
+    commit: str, metrics_path: str, cwd: Path | None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """As :func:`from_git`, raising _Unreadable when the file is there but not JSON."""
     path = _git_path(metrics_path)
     metrics, params = parse_metrics_file(_git_json(commit, path, cwd))
     if not metrics:
         return None
     if not params:  # a run.json committed beside metrics.json knows the parameters
         beside = str(Path(path).parent / "run.json")
-        params = parse_metrics_file(_git_json(commit, _git_path(beside), cwd))[1]
+        try:
+            params = parse_metrics_file(_git_json(commit, _git_path(beside), cwd))[1]
+        except _Unreadable:
+            params = {}
     return metrics, params
 
 
@@ -238,7 +268,8 @@ def find_baseline(
         ref: a branch, tag or commit; ``auto`` is the PR's base branch in CI, else ``HEAD~1``.
         metrics_path: the metrics file to read at the ref, relative to ``cwd``.
         history_dir: a folder of earlier run records (the ``records`` source).
-        forge: reads the hidden metrics of cml-nb's comment on a commit (``comment`` source).
+        forge: the forge whose comments hold cml-nb's reports (``comment`` source); only
+            comments by the account cml-nb posts as count.
         head_commit: this run's commit; a records-folder fallback never picks it.
         sources: which sources to try, in order.
         cwd: the directory inside the git repository (default: the working directory).
@@ -251,7 +282,7 @@ def find_baseline(
     unknown = set(sources) - set(SOURCES)
     if unknown:
         raise ConfigError(f"unknown history source(s) {sorted(unknown)}: use {', '.join(SOURCES)}")
-    name = auto_ref(env) if ref == "auto" else ref
+    name = check_ref(auto_ref(env) if ref == "auto" else ref)
     commit = resolve_commit(name, cwd)
     base = Baseline(ref=name, commit=commit)
     short = f" ({commit[:7]})" if commit and not name.startswith(commit[:7]) else ""
@@ -260,7 +291,12 @@ def find_baseline(
             if commit is None:
                 base.tried.append(f"git: {name} is not in this clone (fetch it, or fetch-depth: 0)")
                 continue
-            found = from_git(commit, metrics_path, cwd)
+            try:
+                found = _from_git(commit, metrics_path, cwd)
+            except _Unreadable as error:
+                base.unreadable = base.unreadable or f"git: {error}"
+                base.tried.append(f"git: {error}")
+                continue
             if found:
                 base.metrics, base.parameters = found
                 return _found(base, "git", f"{metrics_path} at {name}{short}")
@@ -271,15 +307,19 @@ def find_baseline(
                 base.tried.append(f"comment: {why}")
                 continue
             try:
-                payload = forge.report_metrics(commit)
+                comments = report_metrics(forge, commit)
             except CmlNbError as error:  # the forge is down or refuses: try the next source
                 base.tried.append(f"comment: {error}")
                 continue
-            metrics, params = parse_metrics_file(payload or {})
+            metrics, params = parse_metrics_file(comments.payload or {})
             if metrics:
                 base.metrics, base.parameters = metrics, params
                 return _found(base, "comment", f"cml-nb comment on {name}{short}")
-            base.tried.append(f"comment: no cml-nb report comment on {commit[:7]}")
+            if comments.unreadable:
+                base.unreadable = base.unreadable or f"comment: {comments.unreadable}"
+                base.tried.append(f"comment: {comments.unreadable}")
+            else:
+                base.tried.append(describe_untrusted(comments, commit))
         elif source == "records":
             if history_dir is None:
                 continue

@@ -5,8 +5,13 @@ A condition is parsed with :mod:`ast` and checked node by node: numbers, metric 
 the condition names), ``+ - * /``, ``abs()``, comparisons, ``and``/``or``/``not``. It is
 evaluated by walking that tree, never with ``eval``. A condition that holds fails the gate.
 
-A missing base value skips the gate (the first run of a project has no base); a metric
-this run did not log fails it, so a notebook that stops logging cannot pass silently.
+A missing base value skips the gate (the first run of a project has no base), unless the
+base exists but could not be read (``Baseline.unreadable``): then the gate fails closed, so
+a corrupted or cut base can never wave a regression through. A metric this run did not
+log fails it too, so a notebook that stops logging cannot pass silently.
+
+A condition is at most :data:`MAX_CONDITION` characters; longer or too deeply nested
+ones are refused with a ConfigError rather than exhausting the parser.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ _COMPARE: dict[type[ast.cmpop], Callable[[float, float], bool]] = {
 }
 _SIDES = ("base", "head")
 _EXAMPLE = 'write e.g. --fail-if "accuracy < base - 0.01"'
+#: The longest ``--fail-if`` condition accepted: real ones are a line; a megabyte of
+#: ``1+1+...`` would exhaust the parser's recursion.
+MAX_CONDITION = 1000
 
 
 @dataclass(frozen=True)
@@ -135,19 +143,29 @@ def parse_gate(text: str) -> Gate:
         ConfigError: the text is not a condition of the allowed grammar, or bare
             ``base``/``head`` is ambiguous (the condition names several metrics).
     """
+    if len(text) > MAX_CONDITION:
+        raise ConfigError(
+            f"--fail-if condition is {len(text)} characters, over the limit of "
+            f"{MAX_CONDITION}: split it into several --fail-if options"
+        )
     try:
         tree = ast.parse(text.strip(), mode="eval")
+        names: list[str] = []
+        _check(tree, text, names)
     except SyntaxError as exc:
         raise ConfigError(
             f"--fail-if {text!r} is not a valid condition ({exc.msg}); {_EXAMPLE}"
         ) from exc
+    except (RecursionError, MemoryError):
+        raise ConfigError(
+            f"--fail-if {text[:40]!r}... is nested too deeply: split it into several "
+            "--fail-if options"
+        ) from None
     body = tree.body
     if not isinstance(body, ast.Compare | ast.BoolOp) and not (
         isinstance(body, ast.UnaryOp) and isinstance(body.op, ast.Not)
     ):
         raise ConfigError(f"--fail-if {text!r} must be a comparison; {_EXAMPLE}")
-    names: list[str] = []
-    _check(tree, text, names)
     metrics = tuple(n for n in dict.fromkeys(names) if n)
     implicit = "" in names
     if implicit and len(metrics) != 1:
@@ -250,25 +268,43 @@ def _values_text(gate: Gate, head: Mapping[str, Any], base: Mapping[str, Any]) -
     return "; ".join(parts)
 
 
-def evaluate(gate: Gate, head: Mapping[str, Any], base: Mapping[str, Any]) -> GateResult:
-    """Check one gate against this run's metrics (``head``) and the base's."""
+def evaluate(
+    gate: Gate, head: Mapping[str, Any], base: Mapping[str, Any], *, base_unreadable: str = ""
+) -> GateResult:
+    """Check one gate against this run's metrics (``head``) and the base's.
+
+    ``base_unreadable`` says why a base that exists could not be read; a gate that needs
+    a base value then fails (closed) with that reason instead of being skipped.
+    """
     try:
         holds = bool(_eval(gate, gate.tree, head, base))
     except _Missing as missing:
+        if missing.side == "base" and base_unreadable:
+            return GateResult(
+                gate.text,
+                "failed",
+                f"the base could not be read ({base_unreadable}); fix or republish it",
+            )
         if missing.side == "base":
             return GateResult(gate.text, "skipped", f"no base value for {missing.name}")
         return GateResult(gate.text, "failed", f"this run logged no number for {missing.name}")
     except ZeroDivisionError:
         return GateResult(gate.text, "skipped", "division by zero (a base value is 0)")
+    except RecursionError:
+        return GateResult(gate.text, "failed", "the condition is nested too deeply to evaluate")
     values = _values_text(gate, head, base)
     return GateResult(gate.text, "failed" if holds else "passed", values)
 
 
 def check_gates(
-    gates: Iterable[Gate], head: Mapping[str, Any], base: Mapping[str, Any]
+    gates: Iterable[Gate],
+    head: Mapping[str, Any],
+    base: Mapping[str, Any],
+    *,
+    base_unreadable: str = "",
 ) -> list[GateResult]:
-    """Every gate's result, in order."""
-    return [evaluate(gate, head, base) for gate in gates]
+    """Every gate's result, in order (``base_unreadable``: see :func:`evaluate`)."""
+    return [evaluate(gate, head, base, base_unreadable=base_unreadable) for gate in gates]
 
 
 def enforce(results: Iterable[GateResult]) -> None:

@@ -16,13 +16,14 @@ from cml_nb.errors import CmlNbError, ConfigError
 from cml_nb.history.base import (
     DEFAULT_METRICS_PATH,
     SOURCES,
-    CommentReader,
     _git,
     _number,
+    check_ref,
     from_git,
     parse_metrics_file,
     read_records,
 )
+from cml_nb.history.comments import CommentReader, report_metrics
 
 THIS_RUN = "this run"
 
@@ -67,7 +68,9 @@ class Trend:
 
 def commits(ref: str = "HEAD", last: int = 20, cwd: Path | None = None) -> list[TrendPoint]:
     """The last ``last`` first-parent commits of ``ref``, oldest first, without metrics."""
-    out = _git(["log", "--first-parent", f"-n{last}", "--format=%H%x1f%cI%x1f%s", ref, "--"], cwd)
+    check_ref(ref)
+    log = ["log", "--first-parent", f"-n{last}", "--format=%H%x1f%cI%x1f%s", "--end-of-options"]
+    out = _git([*log, ref, "--"], cwd)
     if out is None:
         return []
     points = []
@@ -97,18 +100,20 @@ def trend(
         ref: the branch or commit to walk back from.
         metrics_path: the metrics file to read at each commit.
         history_dir: a folder of run records, matched to commits by their recorded SHA.
-        forge: reads the hidden metrics of cml-nb's comment on each commit.
+        forge: the forge holding cml-nb's report comments (only its own are read).
         sources: which sources to try, in order.
         head_metrics: the current run's metrics, appended as the newest point ``this run``.
         cwd: a directory inside the git repository.
 
     Raises:
-        ConfigError: no metric was named, or ``last`` is not positive.
+        ConfigError: no metric was named, ``last`` is not positive, or ``ref`` starts with
+            ``-`` (git would read it as an option).
     """
     if not metrics:
         raise ConfigError("name at least one metric to follow, e.g. --metric accuracy")
     if last < 1:
         raise ConfigError(f"--last must be at least 1, not {last}")
+    check_ref(ref)
     points = commits(ref, last, cwd)
     result = Trend(list(metrics), points, ref)
     if not points:
@@ -130,7 +135,8 @@ def trend(
                 found = (from_git(point.commit, metrics_path, cwd) or ({}, {}))[0]
             elif source == "comment" and forge is not None:
                 try:
-                    found = parse_metrics_file(forge.report_metrics(point.commit) or {})[0]
+                    payload = report_metrics(forge, point.commit).payload
+                    found = parse_metrics_file(payload or {})[0]
                 except CmlNbError as error:  # one refusal is enough: skip the forge from now on
                     result.notes.append(f"comment source skipped: {error}")
                     forge = None
