@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from cml_nb.errors import NotebookReadError
 from cml_nb.metrics import read_metrics
 from cml_nb.notebook import ERROR_MARKER_TAG, cell_numbers, first_error
 from cml_nb.records import RUN_RECORD_NAME, SUCCEEDED, RunRecord
+from cml_nb.report.images import looks_like
 from cml_nb.report.model import (
     Block,
     CodeBlock,
@@ -36,6 +39,7 @@ from cml_nb.report.model import (
 )
 from cml_nb.report.outputs import joined, output_blocks
 from cml_nb.report.redact import make_scrubber, redact_report
+from cml_nb.report.widget_state import saved_states
 
 NotebookLike = Path | str | Mapping[str, Any]
 
@@ -114,6 +118,7 @@ class _Facts:
     commit: str | None
     runner: str | None
     error: ErrorSummary | None
+    error_outputs: int | None = None
 
 
 def _defaults(nb: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,8 +164,13 @@ def _facts_of_run(nb: Mapping[str, Any], record: RunRecord | None, label: str) -
     papermill = nb.get("metadata", {}).get("papermill", {}) or {}
     found = first_error(nb)
     error = ErrorSummary(**asdict(found)) if found is not None else None
-    executed = any(c.get("execution_count") for c in nb.get("cells", ()))
-    status = "failed" if error is not None else (SUCCEEDED if executed else "unknown")
+    count: int | None = None
+    if "exception" in papermill:  # papermill ran it and recorded whether a cell stopped it
+        status = "failed" if papermill.get("exception") else SUCCEEDED
+    else:
+        # Executed elsewhere (Jupyter, Colab, nbconvert): errors may be deliberate and the
+        # run may have gone on, so the header counts error outputs instead of a status.
+        status, error, count = "unknown", None, _error_outputs(nb)
     duration = papermill.get("duration")
     return _Facts(
         label,
@@ -171,6 +181,18 @@ def _facts_of_run(nb: Mapping[str, Any], record: RunRecord | None, label: str) -
         None,
         None,
         error,
+        count,
+    )
+
+
+def _error_outputs(nb: Mapping[str, Any]) -> int:
+    """Error outputs in the notebook, papermill's banner cells aside."""
+    return sum(
+        1
+        for cell in nb.get("cells", ())
+        if ERROR_MARKER_TAG not in ((cell.get("metadata") or {}).get("tags") or ())
+        for output in cell.get("outputs") or ()
+        if output.get("output_type") == "error"
     )
 
 
@@ -197,33 +219,53 @@ def _attachments(cell: Mapping[str, Any], report: Report) -> tuple[str, list[str
     return text, names
 
 
+_HTML_IMG = re.compile(r"<img\b[^>]*>", re.I)
+_HTML_SRC = re.compile(r"""(\bsrc\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.I)
 _LOCAL_IMAGE = re.compile(r"(!\[[^\]]*\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                 ".gif": "image/gif", ".svg": "image/svg+xml"}  # fmt: skip
 
 
 def _local_images(text: str, report: Report, folders: Sequence[Path]) -> tuple[str, list[str]]:
-    """Markdown images linked by a relative path (``![](fig/a.png)``) copied into assets.
+    """Images linked by a relative path (``![](fig/a.png)``, ``<img src="fig/a.png">``) as assets.
 
     The link is relative to the notebook's folder, which the bundle does not share;
     only files inside that folder are read.
     """
     names: list[str] = []
 
-    def swap(match: re.Match[str]) -> str:
-        link = match.group(2)
-        mime = _IMAGE_TYPES.get(Path(link).suffix.lower())
+    def stored(link: str) -> str | None:
+        mime = _IMAGE_TYPES.get(Path(unquote(link)).suffix.lower())
         if mime is None or ":" in link or link.startswith(("/", "assets/")):
-            return match.group(0)
+            return None
         for folder in folders:
-            path = (folder / link).resolve()
+            path = (folder / unquote(link)).resolve()
             if path.is_file() and path.is_relative_to(folder.resolve()):
-                asset = report.add_asset(path.read_bytes(), mime)
+                data = path.read_bytes()
+                if not looks_like(data, mime):
+                    return None  # not the image its name says: leave the link as written
+                asset = report.add_asset(data, mime)
                 names.append(asset.name)
-                return f"{match.group(1)}assets/{asset.name}{match.group(3)}"
-        return match.group(0)
+                return f"assets/{asset.name}"
+        return None
 
-    return _LOCAL_IMAGE.sub(swap, text), names
+    def swap(match: re.Match[str]) -> str:
+        new = stored(match.group(2))
+        return match.group(0) if new is None else f"{match.group(1)}{new}{match.group(3)}"
+
+    def swap_tag(tag: re.Match[str]) -> str:
+        src = _HTML_SRC.search(tag.group(0))
+        if src is None:
+            return tag.group(0)
+        link = next(v for v in src.groups()[1:] if v is not None)
+        new = stored(html.unescape(link))
+        if new is None:
+            return tag.group(0)
+        text = tag.group(0)
+        return f'{text[: src.start()]}{src.group(1)}"{new}"{text[src.end() :]}'
+
+    text = _LOCAL_IMAGE.sub(swap, text)
+    return (_HTML_IMG.sub(swap_tag, text) if "<img" in text.lower() else text), names
 
 
 def _cell_blocks(
@@ -241,6 +283,7 @@ def _cell_blocks(
 
     blocks: list[Block] = []
     numbers = cell_numbers(nb)
+    widgets = saved_states(nb)
     for position, cell in enumerate(nb.get("cells", ())):
         meta = cell.get("metadata", {}) or {}
         tags = set(meta.get("tags", ()) or ())
@@ -265,7 +308,7 @@ def _cell_blocks(
         if "remove-output" in tags:
             continue
         outputs = output_blocks(
-            cell.get("outputs") or (), index, add_asset, max_rows=max_table_rows
+            cell.get("outputs") or (), index, add_asset, max_rows=max_table_rows, widgets=widgets
         )
         if outputs and ("hide-output" in tags or jupyter.get("outputs_hidden")):
             outputs = [DetailsBlock(f"Output of cell {index}", outputs, cell=index)]
@@ -347,6 +390,8 @@ def build_report(
     report.commit = first.commit
     report.runner = first.runner
     report.error = next((f.error for f in facts if f.error is not None), None)
+    if report.status == "unknown" and all(f.error_outputs is not None for f in facts):
+        report.error_outputs = sum(f.error_outputs or 0 for f in facts)
     if len(facts) == 1:
         report.parameters, report.metrics = first.parameters, first.metrics
         report.duration = first.duration
@@ -358,7 +403,7 @@ def build_report(
             report.metrics.update({f"{stem}/{k}": v for k, v in f.metrics.items()})
             report.parameters.update({f"{stem}/{k}": v for k, v in f.parameters.items()})
             report.blocks.append(MarkdownBlock(f"## {f.label}", role="markdown"))
-            if f.status != SUCCEEDED:
+            if f.status not in (SUCCEEDED, "unknown"):
                 report.blocks.append(NoteBlock(f"This notebook's run {f.status}.", "warning"))
             report.blocks.extend(body)
     report.title = (

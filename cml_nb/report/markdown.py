@@ -49,6 +49,9 @@ STATUS_ICONS = {
 # Intraword underscores (snake_case) never start emphasis in GFM: leave them readable.
 _ESCAPE = re.compile(r"([\\`*\[\]<>|~&$#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 _BACKTICKS = re.compile(r"`+")
+_CODE = re.compile(r"(?ms)^ {0,3}(`{3,}|~{3,}).*?^ {0,3}\1|`[^`\n]*`")
+_COMMENT_START = re.compile(r"(?m)^ {0,3}<!--")
+_MARKER_LIKE = re.compile(r"(<!--\s*cml-nb)(?=\s*:)", re.IGNORECASE)
 
 
 def relative_url(asset: Asset) -> str:
@@ -150,8 +153,14 @@ def metrics_table(report: Report) -> tuple[list[str], list[list[str]]]:
 
 
 def _summary_line(report: Report) -> str:
-    icon = STATUS_ICONS.get(report.status, "❔")
-    parts = [f"**{icon} {escape(report.status)}**"]
+    if report.status == "unknown" and report.error_outputs is not None:
+        # Not run by cml-nb: how its run went is unknown; what it holds is not.
+        count = report.error_outputs
+        what = "no error outputs" if not count else f"{count} error output{'s' * (count > 1)}"
+        parts = [f"**📓 {what}**"]
+    else:
+        icon = STATUS_ICONS.get(report.status, "❔")
+        parts = [f"**{icon} {escape(report.status)}**"]
     if report.notebook:
         parts.append(code_span(report.notebook))
     if report.duration is not None:
@@ -251,21 +260,51 @@ def _table(block: TableBlock) -> str:
     return text + ("\n\n<sub>" + " ".join(notes) + "</sub>" if notes else "")
 
 
+def _linked(text: str, names: list[str], report: Report, asset_url: AssetUrl) -> str:
+    """``text`` with its ``assets/<name>`` links pointing where ``asset_url`` says."""
+    for name in names:
+        if name in report.assets:
+            text = text.replace(f"assets/{name}", asset_url(report.assets[name]))
+    return text
+
+
+def close_comment(text: str) -> str:
+    """Markdown whose unclosed ``<!--`` is closed at its end.
+
+    An HTML comment opened at the start of a line runs until the next ``-->``
+    (CommonMark HTML block type 2): left open in one cell, it would hide the rest
+    of the comment, cml-nb's own metrics trailer included. Jupyter hides only the
+    rest of that cell, and so does the report.
+    """
+    if "<!--" not in text:
+        return text
+    prose = _CODE.sub("", text)
+    opened = [m.end() for m in _COMMENT_START.finditer(prose)]
+    if opened and prose.find("-->", opened[-1]) < 0:
+        return text + "\n-->"
+    return text
+
+
+def neutralize_markers(text: str) -> str:
+    """``text`` where nothing reads as cml-nb's comment marker or metrics trailer.
+
+    Notebook output can print ``<!-- cml-nb:report … -->``; a zero-width space after
+    ``cml-nb`` keeps it looking the same while no forge-side pattern matches it.
+    """
+    return _MARKER_LIKE.sub("\\1\u200b", text) if "cml-nb" in text.lower() else text
+
+
 def block_markdown(block: Block, report: Report, asset_url: AssetUrl, collapse_lines: int) -> str:
     """One block as Markdown."""
     if isinstance(block, MarkdownBlock):
-        text = block.text
-        for name in block.assets:
-            if name in report.assets:
-                text = text.replace(f"assets/{name}", asset_url(report.assets[name]))
-        return text
+        return close_comment(_linked(block.text, block.assets, report, asset_url))
     if isinstance(block, CodeBlock):
         code = fenced(block.source.rstrip("\n"), block.language)
         return details("Code", code) if block.collapsed else code
     if isinstance(block, StreamBlock):
         return _stream(block, collapse_lines)
     if isinstance(block, TextBlock):
-        return _text_output(block.text, "Output", collapse_lines)
+        return _text_output(block.text, "Output", collapse_lines, block.language)
     if isinstance(block, ImageBlock):
         asset = report.assets.get(block.asset) or Asset(block.asset, "")
         alt = block.alt.replace("[", "(").replace("]", ")").replace("\n", " ")
@@ -279,7 +318,7 @@ def block_markdown(block: Block, report: Report, asset_url: AssetUrl, collapse_l
     if isinstance(block, TableBlock):
         return _table(block)
     if isinstance(block, HtmlBlock):
-        return _html(block)
+        return _linked(_html(block), block.assets, report, asset_url)
     if isinstance(block, MathBlock):
         return fenced(block.latex, "math")
     if isinstance(block, ErrorBlock):
@@ -315,7 +354,7 @@ def to_markdown(
     url = asset_url or relative_url
 
     def render(blocks: list[Block], collapse: int) -> tuple[str, list[str]]:
-        parts = [block_markdown(b, report, url, collapse) for b in blocks]
-        return header_markdown(report), parts
+        parts = [neutralize_markers(block_markdown(b, report, url, collapse)) for b in blocks]
+        return neutralize_markers(header_markdown(report)), parts
 
     return budget.fit(report.blocks, render, max_chars, collapse_lines)

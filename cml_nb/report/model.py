@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 SCHEMA_VERSION = 1
 
 _EXTENSIONS = {
+    "image/webp": "webp",
     "image/png": "png",
     "image/jpeg": "jpg",
     "image/gif": "gif",
@@ -95,10 +96,15 @@ class StreamBlock(Block):
 
 @dataclass
 class TextBlock(Block):
-    """A plain-text result (an object's repr) shown as preformatted text."""
+    """A plain-text result (an object's repr) shown as preformatted text.
+
+    ``language`` names the fence's info string: ``json``, ``geojson`` (which GitHub
+    draws as a map), or ``text``.
+    """
 
     kind: ClassVar[str] = "text"
     text: str
+    language: str = "text"
 
 
 @dataclass
@@ -128,10 +134,15 @@ class TableBlock(Block):
 
 @dataclass
 class HtmlBlock(Block):
-    """HTML, already sanitized to what GitHub itself keeps."""
+    """HTML, already sanitized to what GitHub itself keeps.
+
+    ``assets`` names images the HTML links as ``assets/<name>`` (``data:`` images
+    moved out of the HTML), so renderers can point them at hosted URLs.
+    """
 
     kind: ClassVar[str] = "html"
     html: str
+    assets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -224,6 +235,8 @@ class Report:
         baseline: filled by the history stage: ``{"metrics": {...}, "parameters": {...},
             "source": "main@abc1234"}``; the metrics table then shows base and delta.
         extra: free-form facts other stages attach (shown nowhere by default).
+        error_outputs: for notebooks cml-nb did not run (no run record), how many
+            error outputs they hold; the header says that instead of a run status.
     """
 
     title: str
@@ -239,6 +252,7 @@ class Report:
     assets: dict[str, Asset] = field(default_factory=dict)
     baseline: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    error_outputs: int | None = None
 
     def add_asset(self, data: bytes, mime: str) -> Asset:
         """Store image bytes (once per content) and return the asset."""

@@ -1,46 +1,57 @@
 """One cell's outputs to report blocks, choosing the best MIME type that renders on a forge.
 
-Order of preference per output: cml-nb metrics (skipped: they are in the header
-table), interactive widgets and figures (a static image when one exists, else a
-visible note), Markdown, HTML (a pandas DataFrame becomes a table, other HTML is
-sanitized), LaTeX, images, then plain text. Streams lose colour codes and
-carriage-return frames, and stderr stays distinct from stdout.
+Each rich output goes through :data:`RENDERERS` in order; the first that returns
+blocks wins, and one that returns None passes the output on. The order: cml-nb
+metrics (skipped: they are in the header table), Bokeh plots, library loaders
+(shown as nothing, as in Jupyter), widgets (drawn from the saved widget state),
+plotly figures, Markdown, HTML (split into tables, images and sanitized HTML),
+GeoJSON and JSON, LaTeX, images, then plain text. Whatever nothing could show
+becomes a note saying what was left out. Streams are rendered as a terminal shows
+them (:mod:`cml_nb.report.terminal`), and stderr stays distinct from stdout.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from cml_nb.metrics import METRICS_MIME
 from cml_nb.notebook import strip_ansi
+from cml_nb.report.html_split import dropped_content, split_html
+from cml_nb.report.images import decode_image
 from cml_nb.report.model import (
     Block,
     ErrorBlock,
-    HtmlBlock,
     ImageBlock,
     MarkdownBlock,
     MathBlock,
     NoteBlock,
     StreamBlock,
-    TableBlock,
     TextBlock,
 )
-from cml_nb.report.sanitize import is_blank, sanitize_html
-from cml_nb.report.tables import parse_dataframe_html
+from cml_nb.report.terminal import render_terminal
+from cml_nb.report.widget_state import States, widget_text
 
 #: Adds image bytes to the report and returns the asset's name.
 AddAsset = Callable[[bytes, str], str]
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
-_IMAGE_MIMES = ("image/svg+xml", "image/png", "image/jpeg", "image/gif")
-_BACKSPACE = re.compile(r"[^\x08\n]\x08")
+BOKEH_EXEC_MIME = "application/vnd.bokehjs_exec.v0+json"
+BOKEH_LOAD_MIME = "application/vnd.bokehjs_load.v0+json"
+GEOJSON_MIME = "application/geo+json"
+JSON_MIME = "application/json"
+_IMAGE_MIMES = ("image/svg+xml", "image/png", "image/jpeg", "image/gif", "image/webp")
+_SCRIPT_MIMES = ("application/javascript", "text/javascript", BOKEH_LOAD_MIME)
 _WARNING_LINE = re.compile(r"\b\w*Warning: ")
 _LATEX_DELIMITERS = re.compile(r"^\s*(\$\$?|\\\[|\\\()\s*(.*?)\s*(\$\$?|\\\]|\\\))\s*$", re.DOTALL)
+# IPython's default repr (``<IPython.core.display.HTML object>``): it says nothing to a reader.
+_DEFAULT_REPR = re.compile(r"^<[\w.]+ (?:object|at 0x[0-9a-f]+)[^>]*>$")
+_WIDGET_NOTE = "Interactive output omitted: a widget"
 
 
 def joined(text: str | list[str] | None) -> str:
@@ -50,31 +61,243 @@ def joined(text: str | list[str] | None) -> str:
     return "".join(text) if isinstance(text, list) else str(text)
 
 
-def final_frames(text: str) -> str:
-    """Each line as a terminal would leave it: what follows its last ``\\r`` (tqdm bars)."""
-    if "\r" not in text and "\b" not in text:
-        return text
-    lines = []
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if "\r" in line:
-            frames = [f for f in line.split("\r") if f.strip()]
-            line = frames[-1] if frames else ""
-        while "\b" in line:  # a backspace erases the character before it
-            erased = _BACKSPACE.sub("", line)
-            line = erased if erased != line else line.replace("\b", "")
-        lines.append(line)
-    return "\n".join(lines)
-
-
 def clean_text(text: str) -> str:
-    """Stream or repr text ready to show: no ANSI codes, progress bars at their last frame."""
-    return final_frames(strip_ansi(text))
+    """Stream or repr text as a terminal would show it at the end, colour codes removed."""
+    return strip_ansi(render_terminal(text))
+
+
+def final_frames(text: str) -> str:
+    """Kept for callers of the old name: the terminal rendering of ``text``."""
+    return render_terminal(text)
 
 
 def latex_body(latex: str) -> str:
     """A formula without the ``$$ … $$`` or ``\\[ … \\]`` around it."""
     match = _LATEX_DELIMITERS.match(latex)
     return match.group(2) if match else latex.strip()
+
+
+@dataclass
+class _Context:
+    """What renderers share for one cell."""
+
+    cell: int
+    max_rows: int
+    add_asset: AddAsset
+    widgets: States
+    dropped: list[str] = field(default_factory=list)  # what sanitizing removed, for the note
+
+    @property
+    def alt(self) -> str:
+        return f"output of cell {self.cell}"
+
+
+Data = Mapping[str, Any]
+Renderer = Callable[[Data, _Context], list[Block] | None]
+
+
+def _plain_hint(data: Data) -> str:
+    plain = clean_text(joined(data.get("text/plain"))).strip().splitlines()
+    return f" ({plain[0][:80]})" if plain else ""
+
+
+def _omitted(what: str, data: Data, cell: int) -> NoteBlock:
+    return NoteBlock(
+        f"Interactive output omitted: {what}{_plain_hint(data)}. "
+        "Open the notebook in Jupyter to use it.",
+        cell=cell,
+    )
+
+
+def _images(data: Data, ctx: _Context) -> list[Block] | None:
+    """The first readable image; a note when every image the output holds is unreadable."""
+    problems = []
+    for mime in _IMAGE_MIMES:
+        raw = data.get(mime)
+        if raw is None:
+            continue
+        decoded = decode_image(joined(raw), mime)
+        if decoded.problem:
+            problems.append(decoded.problem)
+            continue
+        return [ImageBlock(ctx.add_asset(decoded.data, mime), ctx.alt, cell=ctx.cell)]
+    if problems:
+        return [NoteBlock(f"Image left out: {problems[0]}{_plain_hint(data)}.", cell=ctx.cell)]
+    return None
+
+
+def _metrics(data: Data, ctx: _Context) -> list[Block] | None:
+    return [] if METRICS_MIME in data else None
+
+
+def _bokeh(data: Data, ctx: _Context) -> list[Block] | None:
+    if BOKEH_EXEC_MIME not in data:
+        return None
+    return _images(data, ctx) or [
+        NoteBlock(
+            "A Bokeh plot is drawn by JavaScript in Jupyter and cannot be shown here: "
+            "display a PNG of it (bokeh.io.export_png) for the report.",
+            cell=ctx.cell,
+        )
+    ]
+
+
+def _loader(data: Data, ctx: _Context) -> list[Block] | None:
+    # Script-only outputs (bokeh's output_notebook, plotly's loader) show nothing in Jupyter.
+    visible = [m for m in data if m not in _SCRIPT_MIMES and m != "text/plain"]
+    return [] if any(m in data for m in _SCRIPT_MIMES) and not visible else None
+
+
+def _widget(data: Data, ctx: _Context) -> list[Block] | None:
+    if WIDGET_MIME not in data:
+        return None
+    view = data[WIDGET_MIME]
+    model = str(view.get("model_id", "")) if isinstance(view, Mapping) else ""
+    text = widget_text(model, ctx.widgets) if model else None
+    if text:
+        return [TextBlock(text, cell=ctx.cell)]
+    return _images(data, ctx) or [_omitted("a widget", data, ctx.cell)]
+
+
+_PLOTLY_CACHE: dict[str, tuple[bytes | None, str]] = {}
+
+
+def plotly_png(figure: Any) -> tuple[bytes | None, str]:
+    """A static PNG of a plotly figure through kaleido, or why there is none.
+
+    Validation is off: figures saved by an older plotly carry properties the
+    installed one no longer accepts, and the saved JSON is drawn as it is. The
+    result is cached per figure (kaleido starts a browser for each rendering).
+    """
+    key = hashlib.sha256(json.dumps(figure, sort_keys=True, default=str).encode()).hexdigest()
+    if key not in _PLOTLY_CACHE:
+        _PLOTLY_CACHE[key] = _render_plotly(figure)
+    return _PLOTLY_CACHE[key]
+
+
+def _render_plotly(figure: Any) -> tuple[bytes | None, str]:
+    try:
+        import kaleido  # noqa: F401  # only to tell "not installed" from "failed"
+        import plotly.io as pio
+    except ImportError:
+        return None, "install plotly and kaleido for a static image"
+    try:
+        png = pio.to_image(figure, format="png", validate=False)
+    except Exception as exc:  # kaleido's errors are many (no Chrome, bad figure, timeout)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        return None, f"kaleido could not draw it: {first}"
+    if not isinstance(png, bytes) or not decode_ok(png):
+        return None, "kaleido returned no PNG"
+    return png, ""
+
+
+def decode_ok(png: bytes) -> bool:
+    """Whether ``png`` starts as PNG files do."""
+    return png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def _plotly(data: Data, ctx: _Context) -> list[Block] | None:
+    if PLOTLY_MIME not in data:
+        return None
+    found = _images(data, ctx)
+    if found and isinstance(found[0], ImageBlock):
+        return found
+    png, why = plotly_png(data[PLOTLY_MIME])
+    if png is not None:
+        return [ImageBlock(ctx.add_asset(png, "image/png"), ctx.alt, cell=ctx.cell)]
+    return [_omitted(f"a plotly figure ({why})", data, ctx.cell)]
+
+
+def _markdown(data: Data, ctx: _Context) -> list[Block] | None:
+    if "text/markdown" not in data:
+        return None
+    return [MarkdownBlock(joined(data["text/markdown"]).strip(), cell=ctx.cell)]
+
+
+def _html(data: Data, ctx: _Context) -> list[Block] | None:
+    if "text/html" not in data:
+        return None
+    html = joined(data["text/html"])
+    split = split_html(html, ctx.cell, ctx.max_rows, ctx.add_asset)
+    notes: list[Block] = [
+        NoteBlock(f"Image left out: {problem}.", cell=ctx.cell) for problem in split.problems
+    ]
+    if split.blocks:
+        return split.blocks + notes
+    what = dropped_content(html)
+    if what:
+        ctx.dropped.append(what)
+    return notes or None  # nothing visible: the next MIME type may carry the content
+
+
+def _json_block(mime: str, language: str) -> Renderer:
+    def render(data: Data, ctx: _Context) -> list[Block] | None:
+        if mime not in data:
+            return None
+        value = data[mime]
+        text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
+        return [TextBlock(text, language, cell=ctx.cell)]
+
+    return render
+
+
+def _latex(data: Data, ctx: _Context) -> list[Block] | None:
+    if "text/latex" not in data:
+        return None
+    return [MathBlock(latex_body(joined(data["text/latex"])), cell=ctx.cell)]
+
+
+def _plain(data: Data, ctx: _Context) -> list[Block] | None:
+    if "text/plain" not in data or ctx.dropped:  # a note on the dropped HTML says more
+        return None
+    text = clean_text(joined(data["text/plain"])).rstrip("\n")
+    if not text.strip() or (_DEFAULT_REPR.match(text.strip()) and len(data) > 1):
+        return None
+    return [TextBlock(text, cell=ctx.cell)]
+
+
+def _left_out(data: Data, ctx: _Context) -> list[Block] | None:
+    if ctx.dropped:
+        what = ctx.dropped[-1]
+        return (
+            [_omitted(what, data, ctx.cell)]
+            if what.endswith("JavaScript")
+            else [
+                NoteBlock(
+                    f"Output left out: {what}, which a forge comment cannot show.", cell=ctx.cell
+                )
+            ]
+        )
+    vendor = [m for m in data if m.startswith("application/")]
+    return [_omitted(vendor[0], data, ctx.cell)] if vendor else []
+
+
+#: Tried in order for each rich output; the first to return blocks (even none) wins.
+RENDERERS: list[tuple[str, Renderer]] = [
+    ("metrics", _metrics),
+    ("bokeh", _bokeh),
+    ("loader", _loader),
+    ("widget", _widget),
+    ("plotly", _plotly),
+    ("markdown", _markdown),
+    ("html", _html),
+    ("geojson", _json_block(GEOJSON_MIME, "geojson")),
+    ("json", _json_block(JSON_MIME, "json")),
+    ("latex", _latex),
+    ("image", _images),
+    ("plain", _plain),
+    ("left out", _left_out),
+]
+
+
+def _rich_blocks(output: Mapping[str, Any], ctx: _Context) -> list[Block]:
+    data: Data = output.get("data") or {}
+    ctx.dropped.clear()
+    for _, render in RENDERERS:
+        blocks = render(data, ctx)
+        if blocks is not None:
+            return blocks
+    return []
 
 
 def _stream_blocks(outputs: list[Mapping[str, Any]], cell: int) -> list[Block]:
@@ -87,110 +310,30 @@ def _stream_blocks(outputs: list[Mapping[str, Any]], cell: int) -> list[Block]:
     return [StreamBlock(text.rstrip("\n"), name, cell=cell)]
 
 
-def _image(data: Mapping[str, Any], mime: str, add_asset: AddAsset) -> str | None:
-    raw = data.get(mime)
-    if raw is None:
-        return None
-    if mime == "image/svg+xml":
-        return add_asset(joined(raw).encode("utf-8"), mime)
-    try:
-        payload = base64.b64decode("".join(joined(raw).split()), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return add_asset(payload, mime)
-
-
-def _first_image(data: Mapping[str, Any], add_asset: AddAsset) -> str | None:
-    for mime in _IMAGE_MIMES:
-        name = _image(data, mime, add_asset)
-        if name is not None:
-            return name
-    return None
-
-
-def _plotly_png(figure: Any) -> bytes | None:
-    """A static PNG through kaleido, when plotly and kaleido are installed."""
-    try:
-        import plotly.io as pio
-
-        png = pio.to_image(figure, format="png")
-    except Exception:  # not installed, or kaleido cannot start a browser: fall back to a note
-        return None
-    return png if isinstance(png, bytes) else None
-
-
-def _omitted(what: str, data: Mapping[str, Any], cell: int) -> NoteBlock:
-    plain = clean_text(joined(data.get("text/plain"))).strip().splitlines()
-    hint = f" ({plain[0][:80]})" if plain else ""
-    return NoteBlock(
-        f"Interactive output omitted: {what}{hint}. Open the notebook in Jupyter to use it.",
-        cell=cell,
+def _one_widget_note(blocks: list[Block]) -> list[Block]:
+    """At most one note per cell for widgets that could not be drawn."""
+    notes = [b for b in blocks if isinstance(b, NoteBlock) and b.text.startswith(_WIDGET_NOTE)]
+    if len(notes) < 2:
+        return blocks
+    notes[0].text = (
+        f"Interactive output omitted: {len(notes)} widgets{_first_hint(notes[0].text)}. "
+        "Open the notebook in Jupyter to use them."
     )
+    return [b for b in blocks if b is notes[0] or not any(b is n for n in notes)]
 
 
-def _html_blocks(
-    html: str, data: Mapping[str, Any], cell: int, max_rows: int, add_asset: AddAsset
-) -> list[Block] | None:
-    if 'class="dataframe"' in html or '<table id="T_' in html:  # DataFrame or its Styler
-        parsed = parse_dataframe_html(html)
-        if parsed is not None:
-            columns, rows, total = parsed
-            count = total if total is not None else len(rows)
-            if len(rows) > max_rows:
-                rows = rows[:max_rows]
-            shown = count if count > len(rows) else None
-            return [TableBlock(columns, rows, total_rows=shown, cell=cell)]
-    clean = sanitize_html(html)
-    if not is_blank(clean):
-        return [HtmlBlock(clean.strip(), cell=cell)]
-    image = _first_image(data, add_asset)
-    if image is not None:
-        return [ImageBlock(image, f"output of cell {cell}", cell=cell)]
-    if "<script" in html.lower():
-        return [_omitted("HTML that needs JavaScript", data, cell)]
-    return None
-
-
-def _rich_blocks(
-    output: Mapping[str, Any], cell: int, max_rows: int, add_asset: AddAsset
-) -> list[Block]:
-    data: Mapping[str, Any] = output.get("data") or {}
-    if METRICS_MIME in data:
-        return []
-    alt = f"output of cell {cell}"
-    if WIDGET_MIME in data or PLOTLY_MIME in data:
-        image = _first_image(data, add_asset)
-        if image is None and PLOTLY_MIME in data:
-            png = _plotly_png(data[PLOTLY_MIME])
-            image = add_asset(png, "image/png") if png else None
-        if image is not None:
-            return [ImageBlock(image, alt, cell=cell)]
-        what = (
-            "a plotly figure (install kaleido for a static image)"
-            if PLOTLY_MIME in data
-            else "a widget"
-        )
-        return [_omitted(what, data, cell)]
-    if "text/markdown" in data:
-        return [MarkdownBlock(joined(data["text/markdown"]).strip(), cell=cell)]
-    if "text/html" in data:
-        blocks = _html_blocks(joined(data["text/html"]), data, cell, max_rows, add_asset)
-        if blocks is not None:
-            return blocks
-    if "text/latex" in data:
-        return [MathBlock(latex_body(joined(data["text/latex"])), cell=cell)]
-    image = _first_image(data, add_asset)
-    if image is not None:
-        return [ImageBlock(image, alt, cell=cell)]
-    if "text/plain" in data:
-        text = clean_text(joined(data["text/plain"])).rstrip("\n")
-        return [TextBlock(text, cell=cell)] if text.strip() else []
-    vendor = [m for m in data if m.startswith("application/")]
-    return [_omitted(vendor[0], data, cell)] if vendor else []
+def _first_hint(text: str) -> str:
+    match = re.match(re.escape(_WIDGET_NOTE) + r"( \(.*?\))?\. ", text)
+    return (match.group(1) or "") if match else ""
 
 
 def output_blocks(
-    outputs: Iterable[Mapping[str, Any]], cell: int, add_asset: AddAsset, *, max_rows: int = 20
+    outputs: Iterable[Mapping[str, Any]],
+    cell: int,
+    add_asset: AddAsset,
+    *,
+    max_rows: int = 20,
+    widgets: States | None = None,
 ) -> list[Block]:
     """The blocks showing one code cell's outputs, in order.
 
@@ -199,9 +342,11 @@ def output_blocks(
         cell: the cell's index, recorded on every block.
         add_asset: stores image bytes and returns the asset name.
         max_rows: rows of a DataFrame to keep (a note says how many there were).
+        widgets: the notebook's saved widget states (:func:`widget_state.saved_states`).
     """
     blocks: list[Block] = []
     run: list[Mapping[str, Any]] = []  # consecutive stream outputs of the same name
+    ctx = _Context(cell, max_rows, add_asset, widgets or {})
 
     def flush() -> None:
         if run:
@@ -226,6 +371,6 @@ def output_blocks(
                 )
             )
         elif kind in ("display_data", "execute_result", "update_display_data"):
-            blocks.extend(_rich_blocks(output, cell, max_rows, add_asset))
+            blocks.extend(_rich_blocks(output, ctx))
     flush()
-    return blocks
+    return _one_widget_note(blocks)

@@ -30,6 +30,7 @@ class ParsedTable:
     header: list[list[_Cell]] = field(default_factory=list)
     body: list[list[_Cell]] = field(default_factory=list)
     shape: tuple[int, int] | None = None
+    caption: str = ""
 
 
 class _TableParser(HTMLParser):
@@ -43,6 +44,8 @@ class _TableParser(HTMLParser):
         self.cell: _Cell | None = None
         self.text: list[str] = []
         self.tail: list[str] = []
+        self.in_caption = False
+        self.caption: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self.done:
@@ -51,6 +54,8 @@ class _TableParser(HTMLParser):
             self.depth += 1
         elif self.depth != 1:
             return
+        elif tag == "caption":
+            self.in_caption = True
         elif tag == "thead":
             self.section = "header"
         elif tag == "tbody":
@@ -72,6 +77,9 @@ class _TableParser(HTMLParser):
             self.done = self.depth == 0
         elif self.depth != 1:
             return
+        elif tag == "caption":
+            self.in_caption = False
+            self.table.caption = _SPACE.sub(" ", "".join(self.caption)).strip()
         elif tag in ("td", "th") and self.cell is not None and self.row is not None:
             self.cell.text = _SPACE.sub(" ", "".join(self.text)).strip()
             self.row.append(self.cell)
@@ -82,7 +90,9 @@ class _TableParser(HTMLParser):
             self.row = None
 
     def handle_data(self, data: str) -> None:
-        if self.cell is not None:
+        if self.in_caption:
+            self.caption.append(data)
+        elif self.cell is not None:
             self.text.append(data)
         elif self.done:
             self.tail.append(data)
@@ -125,12 +135,28 @@ def _expand(rows: list[list[_Cell]], fill_down: bool) -> list[list[str]]:
     return grid
 
 
+@dataclass
+class Table:
+    """A parsed table: columns, rows, pandas' total row count and the ``<caption>``."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    total: int | None
+    caption: str = ""
+
+
 def parse_dataframe_html(html: str) -> tuple[list[str], list[list[str]], int | None] | None:
     """Columns, rows and pandas' total row count from a DataFrame's HTML; None if no table.
 
     Multi-row headers (a MultiIndex, or the row naming the index) are joined per
     column; row-spanning index labels are repeated on every row they cover.
     """
+    table = parse_table(html)
+    return None if table is None else (table.columns, table.rows, table.total)
+
+
+def parse_table(html: str) -> Table | None:
+    """The first table of ``html`` (see :func:`parse_dataframe_html`), caption included."""
     parser = _TableParser()
     parser.feed(html)
     parser.close()
@@ -153,4 +179,4 @@ def parse_dataframe_html(html: str) -> tuple[list[str], list[list[str]], int | N
     rows = [r + [""] * (width - len(r)) for r in body]
     match = _SHAPE.search("".join(parser.tail))
     total = int(match.group(1)) if match else None
-    return columns, rows, total
+    return Table(columns, rows, total, table.caption)
