@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cml_nb.errors import ConfigError, TargetNotFoundError
+from cml_nb.errors import ConfigError, ForgeAuthError, TargetNotFoundError
 from cml_nb.forge import COMMIT, ISSUE, PR, Comment, Forge, Target, forge_class
 from cml_nb.forge import comments as sticky
 from cml_nb.forge.connect import connect, context_for
@@ -195,7 +195,7 @@ def publish(
     storage: str | None = None,
     marker: str | None = None,
     new: bool = False,
-    check: bool = False,
+    check: bool | str = False,
     dry_run: bool = False,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -212,7 +212,8 @@ def publish(
         storage: image backend (default: the forge's own).
         marker: names the sticky comment (default: one per notebook).
         new: post a new comment instead of updating the earlier one.
-        check: also record a check run (GitHub) or commit status (GitLab).
+        check: also record a check run (GitHub) or commit status (GitLab); a refused
+            one is a logged warning (the comment is posted), or fatal when ``"required"``.
         dry_run: work out everything, write nothing; ``body`` holds what would be posted.
         cwd: where to look for the git checkout (default: the working directory).
         env: environment variables (default: ``os.environ``).
@@ -257,7 +258,14 @@ def publish(
     result.url, result.action = done.comment.url, done.action
     if check and sha:
         secrets = [ctx.token] if ctx.token else []
-        result.status_url = _record_status(driver, report, sha, name, result, stored.urls, secrets)
+        try:
+            result.status_url = _record_status(driver, report, sha, name, result, stored.urls,
+                                               secrets)  # fmt: skip
+        except ForgeAuthError as refused:
+            if check == "required":
+                raise
+            # The comment went through; a status the token may not set must not fail the job.
+            log.warning("status not recorded (--check=required makes this fatal): %s", refused)
     log.info("%s report comment %s on %s", done.action, name, where.describe())
     return result
 

@@ -11,6 +11,30 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class CheckMode(click.ParamType):
+    """``--check`` alone (or ``true`` in config) is ``optional``; ``--check=required`` is fatal."""
+
+    name = "optional|required"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """``optional``, ``required`` or False, from a flag value, a config bool or text."""
+        if isinstance(value, bool) or value is None:
+            return "optional" if value else False
+        text = str(value).strip().lower()
+        if text in ("optional", "true", "1", "yes"):
+            return "optional"
+        if text == "required":
+            return "required"
+        if text in ("false", "0", "no", ""):
+            return False
+        self.fail(
+            f"{value!r} is not optional or required (write --check or --check=required, "
+            "after the report folder)",
+            param,
+            ctx,
+        )
+
+
 def forge_options(func: F) -> F:
     """``--forge``, ``--repo``, ``--token``, ``--api-url`` (shared with ``pr create``)."""
     decorators = [
@@ -41,8 +65,10 @@ def publish_options(func: F) -> F:
         click.option("--marker", metavar="NAME",
                      help="Names the sticky comment (default: one per notebook)."),
         click.option("--new", is_flag=True, help="Post a new comment instead of updating."),
-        click.option("--check", is_flag=True,
-                     help="Also record a GitHub check run / GitLab commit status."),
+        click.option("--check", type=CheckMode(), is_flag=False, flag_value="optional",
+                     default=False,
+                     help="Also record a GitHub check run / GitLab commit status; if the forge "
+                          "refuses it, warn (--check=required: fail)."),
     ]  # fmt: skip
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -62,7 +88,7 @@ def command(
     storage: str | None,
     marker: str | None,
     new: bool,
-    check: bool,
+    check: str | bool,
     forge: str | None,
     repo: str | None,
     token: str | None,

@@ -53,15 +53,18 @@ def get_forge(
     token: str | None,
     api_url: str | None = None,
     token_name: str | None = None,
+    **options: Any,
 ) -> Forge:
     """A connected driver for ``repository`` on forge ``name``.
+
+    ``options`` go to the driver as they are (GitLab's ``pipeline``).
 
     Raises:
         ConfigError: unknown forge name.
         ForgeAuthError: no token.
     """
     cls = forge_class(name)
-    forge: Forge = cls(repository, token=token, api_url=api_url, token_name=token_name)
+    forge: Forge = cls(repository, token=token, api_url=api_url, token_name=token_name, **options)
     return forge
 
 

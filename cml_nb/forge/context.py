@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cml_nb.forge import hosts
+
 GITHUB_API = "https://api.github.com"
 
 #: Token variables tried in order, per forge.
@@ -30,6 +32,28 @@ _REMOTE = re.compile(
     r"^(?:(?P<scheme>https?|ssh|git)://(?:[^@/]+@)?(?P<host>[^/:]+)(?::\d+)?/"
     r"|(?:[^@]+@)?(?P<scphost>[^:/]+):)(?P<path>.+?)(?:\.git)?/?$"
 )
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The GitLab CI pipeline this job runs in (commit statuses join it).
+
+    Attributes:
+        id: ``CI_PIPELINE_ID``.
+        sha: the commit the pipeline runs for (``CI_COMMIT_SHA``: in merged-results and
+            merge-train pipelines the merge commit, not the MR's head).
+        project: the project the pipeline belongs to (``CI_PROJECT_PATH``; a fork's for
+            fork merge requests).
+        merged_results: a merged-results or merge-train pipeline.
+        head: the merge request's head commit in such a pipeline
+            (``CI_MERGE_REQUEST_SOURCE_BRANCH_SHA``), which reports describe.
+    """
+
+    id: int
+    sha: str
+    project: str
+    merged_results: bool = False
+    head: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,10 @@ class ForgeContext:
         pr_number: the PR/MR number of this CI run, when it runs for one.
         branch: the branch checked out (the PR's head branch in PR runs).
         ci: ``github-actions``, ``gitlab-ci`` or None.
+        api_source: where ``api_url`` came from, for messages (``GITHUB_API_URL``,
+            ``git remote origin``, ``--api-url``).
+        remote_host: the host of the ``origin`` remote outside CI, when there is one.
+        pipeline: the GitLab CI pipeline of this job, when in one.
     """
 
     forge: str | None = None
@@ -57,12 +85,17 @@ class ForgeContext:
     pr_number: int | None = None
     branch: str | None = None
     ci: str | None = None
+    api_source: str | None = None
+    remote_host: str | None = None
+    pipeline: Pipeline | None = None
 
     def override(self, **values: Any) -> ForgeContext:
         """A copy with the given non-None values replacing detected ones."""
         given = {k: v for k, v in values.items() if v is not None}
         if "token" in given and "token_name" not in given:
             given["token_name"] = "--token"
+        if "api_url" in given and "api_source" not in given:
+            given["api_source"] = "--api-url"
         return replace(self, **given)
 
     def __repr__(self) -> str:  # never show the token
@@ -90,20 +123,18 @@ def parse_remote(url: str) -> tuple[str, str] | None:
 
 
 def forge_of_host(host: str) -> str | None:
-    """``github`` or ``gitlab`` from a host name, None when it does not say."""
-    lowered = host.lower()
-    if "github" in lowered:
-        return "github"
-    if "gitlab" in lowered:
-        return "gitlab"
-    return None
+    """``github`` or ``gitlab`` for a git host (see ``cml_nb.forge.hosts``), None if unknown."""
+    found = hosts.lookup(host)
+    return found.forge if found is not None else None
 
 
-def api_url_for(forge: str, host: str) -> str:
-    """The REST API root of a forge host (GitHub Enterprise serves it under /api/v3)."""
-    if forge == "github":
-        return GITHUB_API if host.lower() == "github.com" else f"https://{host}/api/v3"
-    return f"https://{host}/api/v4"
+def api_url_for(forge: str, host: str) -> str | None:
+    """The REST API root of ``host`` as a ``forge`` instance; None when the host is unknown.
+
+    A host known as the other forge (``gitlab.com`` asked as GitHub) is unknown too.
+    """
+    found = hosts.lookup(host)
+    return found.api_url if found is not None and found.forge == forge else None
 
 
 def _token(forge: str | None, env: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -120,6 +151,7 @@ def _github_actions(env: Mapping[str, str]) -> dict[str, Any]:
         "ci": "github-actions",
         "repository": env.get("GITHUB_REPOSITORY"),
         "api_url": env.get("GITHUB_API_URL") or GITHUB_API,
+        "api_source": "GITHUB_API_URL" if env.get("GITHUB_API_URL") else "GitHub Actions",
         "sha": env.get("GITHUB_SHA"),
         "branch": env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME"),
     }
@@ -141,13 +173,43 @@ def _github_actions(env: Mapping[str, str]) -> dict[str, Any]:
     return found
 
 
+def _gitlab_pipeline(env: Mapping[str, str]) -> Pipeline | None:
+    number, sha = env.get("CI_PIPELINE_ID", ""), env.get("CI_COMMIT_SHA", "")
+    project = env.get("CI_PROJECT_PATH") or env.get("CI_PROJECT_ID")
+    if not (number.isdigit() and sha and project):
+        return None
+    # https://docs.gitlab.com/ci/variables/predefined_variables/ (CI_MERGE_REQUEST_EVENT_TYPE)
+    merged = env.get("CI_MERGE_REQUEST_EVENT_TYPE") in ("merged_result", "merge_train")
+    return Pipeline(int(number), sha, project, merged,
+                    env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_SHA") or None)  # fmt: skip
+
+
+def _gitlab_api(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    if env.get("CI_API_V4_URL"):
+        return env["CI_API_V4_URL"], "CI_API_V4_URL"
+    if env.get("CI_SERVER_URL"):  # GitLab before 11.7 set only the server's URL
+        return env["CI_SERVER_URL"].rstrip("/") + "/api/v4", "CI_SERVER_URL"
+    return None, None
+
+
 def _gitlab_ci(env: Mapping[str, str]) -> dict[str, Any]:
     iid = env.get("CI_MERGE_REQUEST_IID")
+    project = env.get("CI_PROJECT_PATH") or env.get("CI_PROJECT_ID")
+    if iid:
+        # A fork's MR pipeline runs in the fork (CI_PROJECT_PATH) while the MR and its iid
+        # belong to the target project: https://docs.gitlab.com/ci/variables/predefined_variables/
+        project = (
+            env.get("CI_MERGE_REQUEST_PROJECT_PATH") or env.get("CI_MERGE_REQUEST_PROJECT_ID")
+            or project
+        )  # fmt: skip
+    api_url, api_source = _gitlab_api(env)
     return {
         "forge": "gitlab",
         "ci": "gitlab-ci",
-        "repository": env.get("CI_PROJECT_PATH") or env.get("CI_PROJECT_ID"),
-        "api_url": env.get("CI_API_V4_URL"),
+        "repository": project,
+        "api_url": api_url,
+        "api_source": api_source,
+        "pipeline": _gitlab_pipeline(env),
         # Merged-results pipelines check out a merge commit; report on the MR's head.
         "sha": env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_SHA") or env.get("CI_COMMIT_SHA"),
         "pr_number": int(iid) if iid and iid.isdigit() else None,
@@ -163,10 +225,10 @@ def _git_remote(cwd: Path | None) -> dict[str, Any]:
     parsed = parse_remote(remote) if remote else None
     if parsed is not None:
         host, path = parsed
-        forge = forge_of_host(host)
-        found.update(repository=path, forge=forge)
-        if forge is not None:
-            found["api_url"] = api_url_for(forge, host)
+        known = hosts.lookup(host)
+        found.update(repository=path, remote_host=host)
+        if known is not None:
+            found.update(forge=known.forge, api_url=known.api_url, api_source="git remote origin")
     return found
 
 
@@ -186,9 +248,9 @@ def detect(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> For
         found = _git_remote(cwd)
         # Outside CI, GITHUB_API_URL / CI_API_V4_URL still name a self-hosted forge.
         if found.get("forge") == "github" and env.get("GITHUB_API_URL"):
-            found["api_url"] = env["GITHUB_API_URL"]
+            found.update(api_url=env["GITHUB_API_URL"], api_source="GITHUB_API_URL")
         if found.get("forge") == "gitlab" and env.get("CI_API_V4_URL"):
-            found["api_url"] = env["CI_API_V4_URL"]
+            found.update(api_url=env["CI_API_V4_URL"], api_source="CI_API_V4_URL")
     if not found.get("sha") and found.get("ci"):
         found["sha"] = _git(["rev-parse", "HEAD"], cwd)
     token, token_name = _token(found.get("forge"), env)

@@ -6,6 +6,15 @@ merge requests.
 python-gitlab retries 429 and 5xx itself (``retry_transient_errors``, honouring
 ``Retry-After``); 401, 403 and 404 fail at once with the fix. ``CI_API_V4_URL``
 names self-hosted instances.
+
+Roles, as GitLab checks them: notes and uploads need the Reporter role; a commit
+status needs Developer, and on a protected branch (the default branch is one) a user
+allowed to merge or push there, Maintainer by default
+(https://gitlab.com/gitlab-org/gitlab/-/issues/213626). ``CI_JOB_TOKEN`` reaches only
+the endpoints GitLab lists for it (https://docs.gitlab.com/ci/jobs/ci_job_token/), none
+of them notes, statuses or uploads: elsewhere GitLab treats the call as anonymous.
+Inside a pipeline, statuses name it (``pipeline_id``) so that no external pipeline
+becomes the merge request's head (https://gitlab.com/gitlab-org/gitlab/-/issues/443254).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from cml_nb.errors import ForgeAuthError, ForgeError, RateLimitedError, TargetNo
 from cml_nb.forge import comments as comment_format
 from cml_nb.forge._safety import protect, scrub
 from cml_nb.forge.base import COMMIT, ISSUE, PR, Comment, PullRequestInfo, Target
+from cml_nb.forge.context import Pipeline
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,8 +46,10 @@ UPLOAD_ATTEMPTS = 5
 _SCOPES = {
     "read": "`read_api`",
     "write": "`api` (a project access token with the Reporter role or higher)",
+    "status": "`api` and the Developer role (Maintainer on protected branches)",
     "contents": "`api` or `write_repository` with the Developer role",
 }
+JOB_TOKEN_DOCS = "https://docs.gitlab.com/ci/jobs/ci_job_token/"
 
 
 class GitLabForge:
@@ -54,8 +66,10 @@ class GitLabForge:
         token: str | None,
         api_url: str | None = None,
         token_name: str | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self.repository = repository
+        self.pipeline = pipeline
         self.api_url = (api_url or DEFAULT_API).rstrip("/")
         self.token_name = token_name or "GITLAB_TOKEN"
         if not token:
@@ -105,6 +119,21 @@ class GitLabForge:
         status = getattr(exc, "response_code", None) or 0
         message = scrub(str(getattr(exc, "error_message", "") or exc)[:200])
         need = _SCOPES.get(scope, scope)
+        if status in (401, 403, 404) and self.token_name == "CI_JOB_TOKEN":
+            return ForgeAuthError(
+                f"GitLab answered {status} while {doing}: it treats CI_JOB_TOKEN as anonymous "
+                f"there (job tokens reach only a few endpoints, no notes, statuses or uploads: "
+                f"{JOB_TOKEN_DOCS}); add a masked CI/CD variable GITLAB_TOKEN holding a project "
+                "access token with the `api` scope and the Reporter role (Developer for --check)"
+            )
+        if status == 403 and scope == "status":
+            return ForgeAuthError(
+                f"GitLab refused {doing} on {self.repository} (403 {message}): on a protected "
+                "branch (the default branch is one) only users allowed to merge or push there may "
+                "set statuses, the Maintainer role unless Settings > Repository > Protected "
+                f"branches says otherwise; elsewhere the token from {self.token_name} needs the "
+                "Developer role"
+            )
         if status == 401:
             return ForgeAuthError(
                 f"GitLab rejected the token from {self.token_name} (401 {message}) while {doing}: "
@@ -252,12 +281,26 @@ class GitLabForge:
     def set_status(
         self, sha: str, *, succeeded: bool, name: str, title: str, summary: str, url: str = ""
     ) -> str:
-        """A commit status (``success`` or ``failed``) on ``sha``; returns ``url``."""
-        data = {"state": "success" if succeeded else "failed", "name": name,
-                "description": title[:255]}  # fmt: skip
+        """A commit status (``success`` or ``failed``) on ``sha``; returns ``url``.
+
+        In this project's own pipeline the status joins that pipeline (``pipeline_id``);
+        in a merged-results or merge-train pipeline it goes on the merge commit the
+        pipeline runs for, since that pipeline is the merge request's head.
+
+        Raises:
+            ForgeAuthError: GitLab refused the status (the message names the role needed).
+        """
+        data: dict[str, Any] = {"state": "success" if succeeded else "failed", "name": name,
+                                "description": title[:255]}  # fmt: skip
         if url:
             data["target_url"] = url
-        self._call(f"setting a commit status on {sha[:12]}", "write",
+        pipeline = self.pipeline
+        if pipeline is not None and pipeline.project.lower() == self.repository.lower():
+            if pipeline.merged_results and sha == pipeline.head:
+                sha = pipeline.sha
+            if sha == pipeline.sha:
+                data["pipeline_id"] = pipeline.id
+        self._call(f"setting a commit status on {sha[:12]}", "status",
                    lambda: self._project.commits.get(sha, lazy=True).statuses.create(data))  # fmt: skip
         return url
 
