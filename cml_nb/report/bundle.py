@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from cml_nb.errors import NotebookReadError, StorageError
-from cml_nb.report.assets import ASSETS_DIR, read_assets, write_assets
+from cml_nb.report.assets import ASSETS_DIR, write_assets
 from cml_nb.report.html import to_html
 from cml_nb.report.markdown import DEFAULT_COLLAPSE_LINES, DEFAULT_MAX_CHARS, to_markdown
 from cml_nb.report.model import Report
@@ -56,8 +56,12 @@ def write_bundle(
 def load_bundle(out_dir: Path) -> Report:
     """The Report of a bundle, from report.json and assets/ (no Markdown parsing).
 
+    The bundle may come from an untrusted job: assets are checked and SVGs sanitised
+    by :func:`cml_nb.report.trust.read_trusted_assets` before their bytes are used.
+
     Raises:
-        NotebookReadError: the folder holds no readable report.json.
+        NotebookReadError: the folder holds no readable report.json, or an asset in it
+            is not a content-hashed image inside assets/.
     """
     path = Path(out_dir) / JSON_NAME
     try:
@@ -69,5 +73,7 @@ def load_bundle(out_dir: Path) -> Report:
     except (OSError, json.JSONDecodeError) as exc:
         raise NotebookReadError(f"cannot read {path}: {exc}") from exc
     report = Report.from_dict(data)
-    read_assets(report.assets, Path(out_dir) / ASSETS_DIR)
+    from cml_nb.report.trust import read_trusted_assets
+
+    read_trusted_assets(report, Path(out_dir) / ASSETS_DIR)
     return report

@@ -6,6 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+#: The only content types a backend may host: raster images and SVG (sanitised first,
+#: by cml_nb.report.trust). Anything else served from a public bucket or a forge could
+#: be a page (text/html) that runs script on that host.
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml"})
+
 
 @dataclass(frozen=True)
 class AssetData:
