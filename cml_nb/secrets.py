@@ -20,21 +20,28 @@ _SECRET_NAME = re.compile(
 )
 
 #: Credential formats that are secret wherever they appear (only the ``secret`` group, if any).
+#: A known prefix followed by 8 or more token characters is enough: pandas and other
+#: reprs truncate long strings (``ghp_AbCdEfGh…``), and the part they keep is still
+#: most of what an attacker needs to confirm a guess.
 TOKEN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p)
     for p in (
-        r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",  # GitHub classic and app tokens
-        r"\bgithub_pat_[A-Za-z0-9_]{22,}\b",  # GitHub fine-grained tokens
-        r"\bgl(pat|dt|rt|cbt|ptt|ft|imt|oas|agent|soat)-[A-Za-z0-9_\-]{20,}",  # GitLab tokens
-        r"\b(AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b",  # AWS access key ids
+        r"\bgh[pousr]_[A-Za-z0-9]{8,}",  # GitHub classic and app tokens (40 chars whole)
+        r"\bgithub_pat_[A-Za-z0-9_]{8,}",  # GitHub fine-grained tokens
+        r"\bgl(pat|dt|rt|cbt|ptt|ft|imt|oas|agent|soat)-[A-Za-z0-9_\-]{8,}",  # GitLab tokens
+        r"\b(AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{8,}",  # AWS access key ids (16 chars whole)
         r"(?i)secret_access_key['\"]?\s*[:=]\s*['\"]?(?P<secret>[A-Za-z0-9/+=]{40})",  # AWS
-        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack tokens
+        r"\bxox[abposr]-[A-Za-z0-9-]{8,}",  # Slack tokens
         r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",  # Slack webhooks
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)",
     )
 )
 
 _MIN_VALUE_LENGTH = 6  # shorter "secrets" (e.g. "true") would mask ordinary words
+#: A known value cut short (``s3cr3t-passw…``) is masked when at least this much of it shows.
+_MIN_PREFIX = 8
+#: What reprs put where they cut a string: pandas and numpy "…" or "...", IPython "...".
+_CUT_MARKS = ("\u2026", "...")
 
 
 def looks_secret(name: str) -> bool:
@@ -72,23 +79,53 @@ class Scrubber:
         self._values = sorted(set(self._values) | new, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        """``text`` with every known value and token pattern masked."""
+        """``text`` with every known value and token pattern masked.
+
+        A known value also counts when a repr cut it short: 8 or more of its first
+        characters followed by a cut mark ("…", "...") or the end of the text.
+        """
         for value in self._values:
             if value in text:
                 text = text.replace(value, MASK)
+            if len(value) > _MIN_PREFIX and value[:_MIN_PREFIX] in text:
+                text = _mask_cut(text, value)
         for pattern in TOKEN_PATTERNS:
             text = pattern.sub(_mask_match, text)
         return text
 
     def scrub_data(self, data: Any) -> Any:
-        """A copy of JSON-like ``data`` with every string scrubbed."""
+        """A copy of JSON-like ``data`` with every string (keys too) scrubbed."""
         if isinstance(data, str):
             return self.scrub(data)
         if isinstance(data, Mapping):
-            return {k: self.scrub_data(v) for k, v in data.items()}
+            return {
+                (self.scrub(k) if isinstance(k, str) else k): self.scrub_data(v)
+                for k, v in data.items()
+            }
         if isinstance(data, list | tuple):
             return [self.scrub_data(v) for v in data]
         return data
+
+
+def _mask_cut(text: str, value: str) -> str:
+    """Mask each place where ``value`` starts and is cut short before its end."""
+    head = value[:_MIN_PREFIX]
+    out: list[str] = []
+    start = 0
+    while (found := text.find(head, start)) >= 0:
+        length = _MIN_PREFIX
+        while length < len(value) and found + length < len(text):
+            if text[found + length] != value[length]:
+                break
+            length += 1
+        rest = text[found + length :]
+        if found + length == len(text) or rest.startswith(_CUT_MARKS):
+            out.append(text[start:found] + MASK)
+        else:
+            out.append(text[start : found + length])
+        start = found + length
+    out.append(text[start:])
+    return "".join(out)
 
 
 def mask_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:

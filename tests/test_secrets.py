@@ -49,3 +49,32 @@ def test_names() -> None:
     assert all(map(looks_secret, ["token", "GITHUB_TOKEN", "db_password", "api_key", "secret"]))
     assert not any(map(looks_secret, ["lr", "epochs", "monkey", "keyboard_layout"]))
     assert mask_parameters({"token": "x", "lr": 1}) == {"token": MASK, "lr": 1}
+
+
+@pytest.mark.parametrize("prefix", ["ghp_", "gho_", "github_pat_", "glpat-", "AKIA", "xoxb-"])
+@pytest.mark.parametrize("cut", ["\u2026", "...", ""])
+def test_truncated_token_keeps_no_prefix(prefix: str, cut: str) -> None:
+    # pandas cuts long cells to "ghp_AbCdEfGh…": the part it keeps is still a secret.
+    kept = prefix + _random(string.ascii_uppercase + string.digits, 9)
+    scrubbed = Scrubber(include_env=False).scrub(f"| {kept}{cut} |")
+    assert kept not in scrubbed and MASK in scrubbed
+
+
+def test_short_prefixes_are_ordinary_words() -> None:
+    text = "ghp_ is GitHub's prefix; AKIA1234 too short; glpat-abc"
+    assert Scrubber(include_env=False).scrub(text) == text
+
+
+@pytest.mark.parametrize("cut", ["\u2026", "...", ""])
+def test_secret_value_cut_short_is_masked(cut: str) -> None:
+    value = _random(string.ascii_lowercase, 30)
+    scrubber = Scrubber([value], include_env=False)
+    scrubbed = scrubber.scrub(f"'{value[:12]}{cut}")
+    assert value[:8] not in scrubbed, scrubbed
+    # The same letters going on differently are another word, left alone.
+    assert scrubber.scrub(value[:10] + "ZZ") == value[:10] + "ZZ"
+
+
+def test_scrub_data_masks_keys_too() -> None:
+    token = "ghp_" + _random(ALNUM, 36)
+    assert Scrubber(include_env=False).scrub_data({token: {"v": [token]}}) == {MASK: {"v": [MASK]}}
