@@ -21,6 +21,7 @@ def _fast_writes(monkeypatch: pytest.MonkeyPatch) -> None:
 def _github(forge_emulator, tmp_path):
     s = scenarios.github(forge_emulator, tmp_path, pull=False)
     s.env["GITHUB_REF_NAME"] = "main"
+    s.repo.actions_can_open_pulls = True  # the setting cml-nb's docs ask for (off by default)
     work = tmp_path / "work"
     work.mkdir()
     return s, work

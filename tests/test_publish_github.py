@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -55,8 +56,12 @@ def test_image_links_serve_the_image_bytes(forge_emulator, tmp_path):
     assert len(urls) == 1
     ((name, url),) = urls.items()
     assert "/blob/cml-nb-assets/" in url and url.endswith("?raw=true")
-    with urllib.request.urlopen(url, timeout=10) as response:
+    reader = urllib.request.Request(url, headers={"Authorization": f"token {s.token}"})
+    with urllib.request.urlopen(reader, timeout=10) as response:  # a signed-in reader
         assert response.read() == scenarios.png(0)
+    with pytest.raises(urllib.error.HTTPError) as anonymous:  # the repository is private
+        urllib.request.urlopen(url, timeout=10)
+    assert anonymous.value.code == 404
     assets = s.repo.git.refs["heads/cml-nb-assets"]
     assert s.repo.git.commits[assets]["parents"] == []  # an orphan branch
 

@@ -1,8 +1,11 @@
 """The GitHub driver (PyGithub): comments, checks, statuses, Git Data API, pull requests.
 
-Transient failures (5xx, 429, secondary rate limits with ``Retry-After``) are
-retried by PyGithub's ``GithubRetry`` with bounded backoff; 401, 403 and 404 fail
-at once with a message naming the token variable and the permission to grant.
+Transient failures (5xx, connection errors) and rate limits are retried on every
+method, PATCH included, by ``github_retry.GitHubRetry``: rate limits wait as GitHub
+asks (``retry-after``, ``x-ratelimit-reset``, a minute for secondary limits), bounded
+by ``CML_NB_GITHUB_MAX_WAIT``. 401, 403 and 404 fail at once with a message naming
+the token variable and the permission to grant, or, for the 403s that no
+``permissions:`` entry fixes, what does (``github_errors``).
 """
 
 from __future__ import annotations
@@ -16,13 +19,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from cml_nb.errors import (
-    ForgeAuthError,
-    ForgeError,
-    RateLimitedError,
-    TargetNotFoundError,
-)
+from cml_nb.errors import ForgeAuthError, ForgeError, RateLimitedError, TargetNotFoundError
 from cml_nb.forge import comments as comment_format
+from cml_nb.forge import github_errors
 from cml_nb.forge._safety import protect, scrub
 from cml_nb.forge.base import COMMIT, PR, Comment, PullRequestInfo, Target
 from cml_nb.forge.context import GITHUB_API
@@ -34,16 +33,6 @@ T = TypeVar("T")
 MAX_BODY = 65_536
 #: Seconds between writes; GitHub asks for one second to stay clear of secondary limits.
 WRITE_INTERVAL_ENV = "CML_NB_GITHUB_WRITE_INTERVAL"
-
-_PERMISSIONS = {
-    "comment": "`permissions: pull-requests: write` (issues: `issues: write`)",
-    "commit-comment": "`permissions: contents: write`",
-    "contents": "`permissions: contents: write`",
-    "checks": "`permissions: checks: write`",
-    "statuses": "`permissions: statuses: write`",
-    "pulls": "`permissions: pull-requests: write` and `contents: write`",
-    "read": "read access to the repository (`permissions: contents: read`)",
-}
 
 
 class GitHubForge:
@@ -70,22 +59,21 @@ class GitHubForge:
                 "in GitHub Actions add `env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}`"
             )
         protect(token)
-        from github import Auth, Github, GithubRetry
+        from github import Auth, Github
 
-        # 429 joins GithubRetry's 5xx and rate-limit 403s, also when it lacks Retry-After.
-        retry = GithubRetry(
-            total=5, backoff_factor=0.5, backoff_max=20, secondary_rate_wait=30,
-            max_rate_limit_wait=120, status_forcelist=[429, *range(500, 600)],
-        )  # fmt: skip
+        from cml_nb.forge.github_retry import make_retry
+
         interval = float(os.environ.get(WRITE_INTERVAL_ENV, "1.0"))
         self._gh = Github(
-            base_url=self.api_url, auth=Auth.Token(token), retry=retry, timeout=30,
+            base_url=self.api_url, auth=Auth.Token(token), retry=make_retry(), timeout=30,
             per_page=100, seconds_between_writes=interval, seconds_between_requests=None,
         )  # fmt: skip
         self._repo = self._gh.get_repo(repository, lazy=True)
         self._login: str | None = None
         self._login_known = False
         self._objects: dict[tuple[str, int], Any] = {}
+        #: Pull requests seen whose head branch lives in a fork (their runs get read-only tokens).
+        self._fork_pulls: set[int] = set()
 
     # -- errors --------------------------------------------------------------------
 
@@ -99,51 +87,48 @@ class GitHubForge:
             yield
         except GithubException as exc:
             raise self._translate(exc, doing, permission) from None
-        except RetryError as exc:  # urllib3 ran out of retries on 5xx/429 answers
-            reason = re.search(r"too many \d+ error responses", str(exc))
-            raise ForgeError(
-                f"GitHub kept failing while {doing} ({reason.group(0) if reason else 'retries exhausted'}) "
-                "after 5 retries; check https://www.githubstatus.com and rerun"
-            ) from None
+        except RetryError as exc:  # urllib3 ran out of retries on 5xx/403/429 answers
+            raise self._gave_up(str(exc), doing) from None
         except RequestException as exc:
             raise ForgeError(scrub(
                 f"GitHub at {self.api_url} failed while {doing} ({type(exc).__name__}: {exc}); "
                 "check GITHUB_API_URL and the network, then retry"
             )) from None  # fmt: skip
 
-    def _translate(self, exc: Any, doing: str, permission: str) -> ForgeError:
-        data = exc.data if isinstance(exc.data, dict) else {}
-        message = scrub(str(data.get("message") or exc.data or "")[:200])
-        status = exc.status
-        where = f"{self.repository} at {self.api_url}"
-        if status == 401:
-            return ForgeAuthError(
-                f"GitHub rejected the token from {self.token_name} (401 {message}) while {doing}: "
-                "it is missing, expired or revoked; set a valid token or pass --token"
-            )
-        if status == 429 or (status == 403 and "rate limit" in message.lower()):
+    def _gave_up(self, text: str, doing: str) -> ForgeError:
+        from cml_nb.forge.github_retry import RETRIES
+
+        found = re.search(r"too many (\d+) error responses", text)
+        status = int(found.group(1)) if found else 0
+        if status in (403, 429):
             return RateLimitedError(
-                f"GitHub kept rate-limiting while {doing} ({status} {message}) after retries; "
-                "wait a few minutes and rerun, or publish less often (e.g. --live with a longer interval)"
+                f"GitHub kept rate-limiting while {doing} ({status}, after {RETRIES} retries "
+                "with the waits GitHub asked for); rerun later, or publish less often "
+                "(e.g. a longer --live interval)"
             )
-        if status == 403:
-            need = _PERMISSIONS.get(permission, permission)
-            return ForgeAuthError(
-                f"GitHub refused {doing} on {self.repository} (403 {message}): the token from "
-                f"{self.token_name} lacks the permission; in GitHub Actions add {need} to the job, "
-                "or use a token that has it"
-            )
-        if status == 404:
-            return TargetNotFoundError(
-                f"GitHub found nothing while {doing} (404 on {where}): check --repo and --target; "
-                f"a private repository also answers 404 when the token from {self.token_name} cannot see it"
-            )
-        if status >= 500:
-            return ForgeError(
-                f"GitHub kept failing while {doing} ({status} {message}) after retries; "
-                "check https://www.githubstatus.com and rerun"
-            )
-        return ForgeError(f"GitHub refused {doing} ({status} {message})")
+        reason = found.group(0) if found else "retries exhausted"
+        return ForgeError(
+            f"GitHub kept failing while {doing} ({reason}, after {RETRIES} retries); "
+            "check https://www.githubstatus.com and rerun"
+        )
+
+    def _translate(self, exc: Any, doing: str, permission: str) -> ForgeError:
+        from cml_nb.forge import github_errors
+
+        context = github_errors.Refusal(
+            status=exc.status,
+            data=exc.data if isinstance(exc.data, dict) else {"message": str(exc.data or "")},
+            doing=doing,
+            permission=permission,
+            repository=self.repository,
+            api_url=self.api_url,
+            token_name=self.token_name,
+            fork_pulls=frozenset(self._fork_pulls),
+            wait=getattr(exc, "wait", None),
+            why=getattr(exc, "why", ""),
+            until=getattr(exc, "until", None),
+        )
+        return github_errors.translate(context)
 
     def _call(self, doing: str, permission: str, fn: Callable[[], T]) -> T:
         with self._errors(doing, permission):
@@ -160,7 +145,7 @@ class GitHubForge:
         try:
             self._login = self._gh.get_user().login
         except GithubException as exc:
-            if exc.status != 403:
+            if exc.status != 403 or github_errors.is_rate_limit(exc):
                 raise self._translate(exc, "reading the token's user", "read") from None
             self._login = None  # app tokens may not read /user; their comments are by bots
         self._login_known = True
@@ -172,9 +157,36 @@ class GitHubForge:
 
     def pull_request(self, number: int) -> Target:
         """The target for pull request ``number`` with its head commit."""
-        sha = self._call(f"reading pull request #{number}", "read",
-                         lambda: str(self._repo.get_pull(number).head.sha))  # fmt: skip
+
+        def fetch() -> str:
+            pull = self._repo.get_pull(number)  # lazy: reading it below sends the request
+            sha = str(pull.head.sha)
+            self._note_fork(pull)
+            return sha
+
+        sha = self._call(f"reading pull request #{number}", "read", fetch)
         return Target(self.name, self.repository, PR, number, sha)
+
+    def _note_fork(self, pull: Any) -> None:
+        head_repo = pull.head.repo
+        if head_repo is not None and head_repo.full_name != self.repository:
+            self._fork_pulls.add(int(pull.number))
+
+    def pull_for_head(self, owner: str, branch: str, sha: str) -> Target | None:
+        """The open pull request whose head is ``owner:branch`` at commit ``sha``, if any.
+
+        Finds pull requests from forks, which ``pulls_for_commit`` may not list. The
+        head commit must match, so a branch that moved on names no pull request.
+        """
+
+        def fetch() -> Target | None:
+            for pull in self._repo.get_pulls(state="open", head=f"{owner}:{branch}"):
+                if pull.head.sha == sha:
+                    self._note_fork(pull)
+                    return Target(self.name, self.repository, PR, int(pull.number), sha)
+            return None
+
+        return self._call(f"looking up the pull request from {owner}:{branch}", "read", fetch)
 
     def pulls_for_commit(self, sha: str) -> list[Target]:
         """Open pull requests that contain ``sha``, newest first."""
@@ -272,7 +284,7 @@ class GitHubForge:
             )  # fmt: skip
             return str(run.html_url or run.url)
         except GithubException as exc:
-            if exc.status != 403 or "rate limit" in str(exc.data).lower():
+            if exc.status != 403 or github_errors.is_rate_limit(exc):
                 raise self._translate(
                     exc, f"creating a check run on {sha[:12]}", "checks"
                 ) from None

@@ -72,9 +72,35 @@ class Faults:
             method, path, 429, body={"message": "Too Many Requests"}, headers=headers, **kw
         )
 
-    def secondary_rate_limit(self, method: str, path: str, **kw: Any) -> Fault:
+    def secondary_rate_limit(
+        self, method: str, path: str, *, retry_after: int | None = 1, status: int = 403, **kw: Any
+    ) -> Fault:
+        """GitHub's secondary limit: 403 or 429, ``retry-after`` when GitHub names a wait.
+
+        https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
+        #exceeding-the-secondary-rate-limit: "If the retry-after response header is
+        present ... Otherwise, wait for at least one minute"; x-ratelimit-remaining is not 0.
+        """
         body = {"message": SECONDARY_MESSAGE, "documentation_url": "https://docs.github.com/rest"}
-        return self.add(method, path, 403, body=body, headers={"Retry-After": "1"}, **kw)
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        return self.add(method, path, status, body=body, headers=headers, **kw)
+
+    def primary_rate_limit(
+        self, method: str, path: str, *, reset_in: float, status: int = 403, **kw: Any
+    ) -> Fault:
+        """An exhausted primary limit on matching requests: 403 or 429, remaining 0.
+
+        Same source as above (#exceeding-the-primary-rate-limit). For a limit that
+        covers every request of a token, use ``grant.rate.exhaust`` instead.
+        """
+        body = {"message": "API rate limit exceeded for installation ID 1.",
+                "documentation_url": "https://docs.github.com/rest/using-the-rest-api/"
+                "rate-limits-for-the-rest-api"}  # fmt: skip
+        reset = str(int(time.time() + reset_in))
+        headers = {"x-ratelimit-limit": "1000", "x-ratelimit-remaining": "0",
+                   "x-ratelimit-used": "1000", "x-ratelimit-reset": reset,
+                   "x-ratelimit-resource": "core"}  # fmt: skip
+        return self.add(method, path, status, body=body, headers=headers, **kw)
 
     def take(self, method: str, path: str) -> Fault | None:
         """The first live fault matching this request, counted as fired."""

@@ -287,8 +287,16 @@ web = RouteTable("web")
 
 @web.get("/<owner>/<repo>/blob/<ref>/<path:path>")
 def raw_file(call: Call) -> Reply:
-    """What a signed-in viewer's browser gets for ``.../blob/<ref>/<path>?raw=true``."""
+    """What a signed-in viewer's browser gets for ``.../blob/<ref>/<path>?raw=true``.
+
+    A private repository's files show to signed-in readers only; anyone else gets 404,
+    as GitHub hides private repositories (docs.github.com/en/repositories/creating-and-
+    managing-repositories/about-repositories#about-repository-visibility). The
+    emulator takes the reader's token (``Authorization``) for the browser session.
+    """
     repo = find_repo(call)
+    if repo is not None and repo.private and call.grant is None:
+        return Reply(404, {"message": "Not Found"})
     sha = None if repo is None else _resolve(repo, call.args["ref"])
     raw = None if repo is None or sha is None else repo.git.read(sha, call.args["path"])
     return Reply(404, {"message": "Not Found"}) if raw is None else Reply(200, raw)

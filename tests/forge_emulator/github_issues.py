@@ -53,19 +53,29 @@ def commit_comment_json(call: Call, repo: Repo, sha: str, c: Comment) -> dict[st
             "html_url": f"{call.root}/{repo.full_name}/commit/{sha}#commitcomment-{c.id}"}  # fmt: skip
 
 
-def pull_json(call: Call, repo: Repo, p: Pull) -> dict[str, Any]:
-    owner = repo.full_name.split("/")[0]
+def fork_json(call: Call, repo: Repo, full_name: str) -> dict[str, Any]:
+    """The head repository of a PR from a fork: another owner, ``fork: true``."""
+    owner = call.state.account(full_name.split("/")[0])
+    fork = Repo("github", full_name, repo.id + 50000, owner, repo.default_branch, repo.private)
+    return {**repo_json(call, fork), "fork": True}
 
-    def side(ref: str, sha: str) -> dict[str, Any]:
-        return {"ref": ref, "sha": sha, "label": f"{owner}:{ref}",
-                "repo": repo_json(call, repo), "user": user_json(call, repo.owner)}  # fmt: skip
+
+def pull_json(call: Call, repo: Repo, p: Pull) -> dict[str, Any]:
+    def side(ref: str, sha: str, head: bool) -> dict[str, Any]:
+        where = repo_json(call, repo)
+        if head and p.head_repo:
+            where = fork_json(call, repo, p.head_repo)
+        owner = where["owner"]
+        return {"ref": ref, "sha": sha, "label": f"{owner['login']}:{ref}", "repo": where,
+                "user": owner}  # fmt: skip
 
     base_sha = repo.git.refs.get(f"heads/{p.base}", "")
     return {"id": p.number + 90000, "number": p.number, "state": p.state, "title": p.title,
             "body": p.body, "user": user_json(call, p.author), "draft": False,
+            "locked": p.locked,
             "url": f"{call.api}/repos/{repo.full_name}/pulls/{p.number}",
             "html_url": f"{call.root}/{repo.full_name}/pull/{p.number}",
-            "head": side(p.head, p.head_sha), "base": side(p.base, base_sha),
+            "head": side(p.head, p.head_sha, True), "base": side(p.base, base_sha, False),
             "created_at": now(), "updated_at": now()}  # fmt: skip
 
 
@@ -130,8 +140,30 @@ def list_issue_comments(call: Call) -> Reply:
     return paginate(call, items, f"{call.api}/repos/{repo.full_name}/issues/{number}/comments")
 
 
-@routes.post(R + "/issues/<int:number>/comments", op=OP + "/issues/{issue_number}/comments",
-             perm="issues")  # fmt: skip
+def may_write_thread(call: Call, repo: Repo, number: int) -> Reply | None:
+    """403 unless the token may write comments on issue or pull request ``number``."""
+    assert call.grant is not None
+    # https://docs.github.com/en/rest/issues/comments#create-an-issue-comment (fine-grained
+    # permissions): "Issues" or "Pull requests" write; on a plain issue only "Issues" counts,
+    # so `permissions: pull-requests: write` alone comments on a pull request.
+    needed = {"issues", "pull_requests"} if number in repo.pulls else {"issues"}
+    if not needed & call.grant.permissions:
+        return error(403, "Resource not accessible by integration")
+    return None
+
+
+def _locked(call: Call, repo: Repo, number: int) -> Reply | None:
+    item = repo.pulls.get(number) or repo.issues.get(number)
+    assert call.grant is not None
+    if item is not None and item.locked and call.grant.account != repo.owner:
+        # Recorded answer (renovatebot/renovate#6215, probot/stale#25): only collaborators
+        # may comment on a locked conversation; apps get this 403.
+        return Reply(403, {"message": "Unable to create comment because issue is locked.",
+                           "documentation_url": "https://docs.github.com/articles/locking-conversations/"})  # fmt: skip
+    return None
+
+
+@routes.post(R + "/issues/<int:number>/comments", op=OP + "/issues/{issue_number}/comments")
 def create_issue_comment(call: Call) -> Reply:
     repo = find_repo(call)
     number = int(call.args["number"])
@@ -139,36 +171,49 @@ def create_issue_comment(call: Call) -> Reply:
     if repo is None or thread is None:
         return error(404, "Not Found")
     assert call.grant is not None
-    if number in repo.pulls and "pull_requests" not in call.grant.permissions:
-        return error(403, "Resource not accessible by integration")
+    refused = may_write_thread(call, repo, number) or _locked(call, repo, number)
+    if refused is not None:
+        return refused
     comment = Comment(call.state.next_id(), call.json["body"], call.grant.account)
     thread.append(comment)
     return Reply(201, issue_comment_json(call, repo, number, comment))
 
 
-@routes.patch(R + "/issues/comments/<int:cid>", op=OP + "/issues/comments/{comment_id}",
-              perm="issues")  # fmt: skip
+def _number_of(repo: Repo, comment: Comment) -> int:
+    return next(n for n in [*repo.pulls, *repo.issues] if comment in (_thread(repo, n) or []))
+
+
+@routes.patch(R + "/issues/comments/<int:cid>", op=OP + "/issues/comments/{comment_id}")
 def update_issue_comment(call: Call) -> Reply:
     repo = find_repo(call)
     found = None if repo is None else _find_comment(repo, int(call.args["cid"]), commit=False)
     if repo is None or found is None:
         return error(404, "Not Found")
     _, comment = found
+    number = _number_of(repo, comment)
+    refused = may_write_thread(call, repo, number)
+    if refused is not None:
+        return refused
     comment.body, comment.updated_at = call.json["body"], now()
-    number = next(n for n in [*repo.pulls, *repo.issues] if comment in (_thread(repo, n) or []))
     return Reply(200, issue_comment_json(call, repo, number, comment))
 
 
-@routes.delete(R + "/issues/comments/<int:cid>", op=OP + "/issues/comments/{comment_id}",
-               perm="issues")  # fmt: skip
+@routes.delete(R + "/issues/comments/<int:cid>", op=OP + "/issues/comments/{comment_id}")
 def delete_issue_comment(call: Call) -> Reply:
     repo = find_repo(call)
     found = None if repo is None else _find_comment(repo, int(call.args["cid"]), commit=False)
-    if found is None:
+    if repo is None or found is None:
         return error(404, "Not Found")
     thread, comment = found
+    refused = may_write_thread(call, repo, _number_of(repo, comment))
+    if refused is not None:
+        return refused
     thread.remove(comment)
     return Reply(204, None)
+
+
+def _head_owner(repo: Repo, pull: Pull) -> str:
+    return (pull.head_repo or repo.full_name).split("/")[0]
 
 
 @routes.get(R + "/pulls", op=OP + "/pulls")
@@ -181,7 +226,10 @@ def list_pulls(call: Call) -> Reply:
     base = call.request.args.get("base")
     pulls = [p for p in repo.pulls.values() if state == "all" or p.state == state]
     if head:
-        pulls = [p for p in pulls if head.split(":")[-1] == p.head]
+        # https://docs.github.com/en/rest/pulls/pulls#list-pull-requests: ``head`` is
+        # ``user:ref-name`` (the head repository's owner); a bare branch name matches nothing.
+        owner, _, ref = head.rpartition(":")
+        pulls = [p for p in pulls if p.head == ref and owner == _head_owner(repo, p)]
     if base:
         pulls = [p for p in pulls if p.base == base]
     items = [pull_json(call, repo, p) for p in pulls]
@@ -202,6 +250,12 @@ def create_pull(call: Call) -> Reply:
         return Reply(422, {"message": "Validation Failed", "errors": [
             {"message": f"A pull request already exists for {owner}:{head}."}]})  # fmt: skip
     assert call.grant is not None
+    if call.grant.app and not repo.actions_can_open_pulls:
+        # Recorded answer (danielroe/uppt#11); the repository setting "Allow GitHub Actions
+        # to create and approve pull requests" is off, whatever `permissions:` grants.
+        return Reply(403, {"message": "GitHub Actions is not permitted to create or approve "
+                           "pull requests.", "documentation_url":
+                           "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"})  # fmt: skip
     pull = Pull(call.state.next_number(repo), data["title"], data.get("body") or "", head, base,
                 repo.head_sha(head), call.grant.account)  # fmt: skip
     repo.pulls[pull.number] = pull
@@ -215,7 +269,7 @@ def get_pull(call: Call) -> Reply:
     if repo is None or number not in repo.pulls:
         return error(404, "Not Found")
     pull = repo.pulls[number]
-    pull.head_sha = repo.git.refs.get(f"heads/{pull.head}", pull.head_sha)
+    pull.head_sha = repo.git.refs.get(pull.head_ref, pull.head_sha)
     return Reply(200, pull_json(call, repo, pull))
 
 
@@ -253,6 +307,10 @@ def pulls_for_commit(call: Call) -> Reply:
     sha = call.args["sha"]
     found = []
     for pull in repo.pulls.values():
+        if pull.head_repo:
+            # Conservative: GitHub documents this endpoint for commits of the repository
+            # itself; a fork's commits are not relied on to be found here.
+            continue
         head = repo.git.refs.get(f"heads/{pull.head}", pull.head_sha)
         base = repo.git.refs.get(f"heads/{pull.base}", "")
         if sha in ancestors(repo, head) and sha not in ancestors(repo, base):

@@ -34,6 +34,24 @@ class Scenario:
         return self.repo.all_comments()
 
 
+def granted(block: dict[str, str]) -> frozenset[str]:
+    """The write permissions a workflow ``permissions:`` block gives GITHUB_TOKEN, as the
+    emulator names them (``pull-requests`` -> ``pull_requests``); reads are always allowed.
+
+    https://docs.github.com/en/actions/security-for-github-actions/security-guides/
+    automatic-token-authentication#permissions-for-the-github_token: any permission the
+    block leaves out is ``none``.
+    """
+    return frozenset(n.replace("-", "_") for n, level in block.items() if level == "write")
+
+
+def init_permissions() -> frozenset[str]:
+    """Exactly what ``cml-nb init --forge github`` grants its publishing jobs."""
+    from cml_nb.pipelines.github import PUBLISH
+
+    return granted(PUBLISH)
+
+
 def github(
     emulator: ForgeEmulator,
     tmp_path: Path,
@@ -41,31 +59,86 @@ def github(
     app: bool = True,
     pull: bool = True,
     permissions: frozenset[str] | set[str] = ALL_PERMISSIONS,
+    fork: bool = False,
 ) -> Scenario:
     """``octo/demo`` with an open PR and a GitHub Actions ``pull_request`` environment.
 
     ``app=True`` gives a GITHUB_TOKEN-like installation token (comments by
-    ``github-actions[bot]``, no ``/user``); ``app=False`` a personal token.
+    ``github-actions[bot]``, no ``/user``); ``app=False`` a personal token. ``fork=True``
+    opens the PR from ``mallory/demo``: its ``pull_request`` run gets a read-only token
+    whatever ``permissions:`` says (automatic-token-authentication, same page as above).
     """
     state = emulator.state
     token = fake_token("ghs_" if app else "ghp_")
-    state.add_token(token, "github-actions[bot]" if app else "alice", permissions=permissions,
-                    app=app, bot=app)  # fmt: skip
+    state.add_token(token, "github-actions[bot]" if app else "alice",
+                    permissions=frozenset() if fork else permissions, app=app, bot=app)  # fmt: skip
     repo = state.add_repo("github", "octo/demo")
     scenario = Scenario(emulator, repo, token)
     env = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "octo/demo",
            "GITHUB_API_URL": emulator.github_api, "GITHUB_TOKEN": token,
-           "GITHUB_SHA": repo.head_sha()}  # fmt: skip
+           "GITHUB_SHA": repo.head_sha(), "GITHUB_EVENT_NAME": "push"}  # fmt: skip
     if pull:
-        scenario.pull = state.add_pull(repo, "feature")
+        scenario.pull = state.add_pull(repo, "feature", fork="mallory/demo" if fork else None)
+        head_repo = {"full_name": scenario.pull.head_repo or "octo/demo", "fork": fork}
         event = {"pull_request": {"number": scenario.pull.number,
-                                  "head": {"sha": scenario.pull.head_sha, "ref": "feature"}}}  # fmt: skip
+                                  "head": {"sha": scenario.pull.head_sha, "ref": "feature",
+                                           "repo": head_repo}}}  # fmt: skip
         path = tmp_path / "event.json"
         path.write_text(json.dumps(event))
         # GITHUB_SHA is the merge commit in pull_request runs; the event names the head.
-        env.update(GITHUB_EVENT_PATH=str(path), GITHUB_SHA="f" * 40, GITHUB_HEAD_REF="feature")
+        env.update(GITHUB_EVENT_PATH=str(path), GITHUB_SHA="f" * 40, GITHUB_HEAD_REF="feature",
+                   GITHUB_EVENT_NAME="pull_request")  # fmt: skip
     scenario.env = env
     return scenario
+
+
+def github_workflow_run(
+    emulator: ForgeEmulator,
+    tmp_path: Path,
+    *,
+    fork: bool,
+    permissions: frozenset[str] | set[str] | None = None,
+) -> Scenario:
+    """The second workflow of GitHub's fork pattern: ``on: workflow_run`` after a PR's run.
+
+    https://docs.github.com/en/actions/writing-workflows/choosing-when-your-workflow-runs/
+    events-that-trigger-workflows#workflow_run: GITHUB_SHA is the last commit on the
+    default branch and GITHUB_REF the default branch; the token may write. The payload's
+    ``workflow_run.pull_requests`` lists same-repository PRs and is empty for PRs from
+    forks (github/docs#22501); ``head_sha``, ``head_branch`` and ``head_repository`` name
+    the PR's head either way (octokit/webhooks common/workflow-run.schema.json).
+    """
+    s = github(emulator, tmp_path, permissions=permissions or init_permissions())
+    assert s.pull is not None
+    if fork:  # reopen the PR from a fork instead
+        del s.repo.pulls[s.pull.number]
+        s.pull = emulator.state.add_pull(s.repo, "patch-1", fork="mallory/demo")
+    pull = s.pull
+    head_repo = pull.head_repo or s.repo.full_name
+    listed = [] if fork else [{"id": pull.number + 90000, "number": pull.number,
+                               "url": f"{emulator.github_api}/repos/octo/demo/pulls/{pull.number}",
+                               "head": {"ref": pull.head, "sha": pull.head_sha,
+                                        "repo": {"id": s.repo.id, "name": "demo",
+                                                 "url": f"{emulator.github_api}/repos/octo/demo"}},
+                               "base": {"ref": pull.base, "sha": s.repo.head_sha(),
+                                        "repo": {"id": s.repo.id, "name": "demo",
+                                                 "url": f"{emulator.github_api}/repos/octo/demo"}}}]  # fmt: skip
+    event = {"action": "completed",
+             "workflow_run": {"id": 30433642, "name": "cml-nb", "event": "pull_request",
+                              "status": "completed", "conclusion": "success",
+                              "head_branch": pull.head, "head_sha": pull.head_sha,
+                              "head_repository": {"full_name": head_repo, "fork": fork,
+                                                  "owner": {"login": head_repo.split("/")[0]}},
+                              "repository": {"full_name": "octo/demo"},
+                              "pull_requests": listed},
+             "repository": {"full_name": "octo/demo"}}  # fmt: skip
+    path = tmp_path / "workflow_run.json"
+    path.write_text(json.dumps(event))
+    s.env.update(GITHUB_EVENT_NAME="workflow_run", GITHUB_EVENT_PATH=str(path),
+                 GITHUB_SHA=s.repo.head_sha(), GITHUB_REF="refs/heads/main",
+                 GITHUB_REF_NAME="main")  # fmt: skip
+    s.env.pop("GITHUB_HEAD_REF", None)
+    return s
 
 
 def gitlab(

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Request, Response
 from . import github_git, github_issues, gitlab, openapi, runners
 from .faults import Faults
 from .router import Call, Reply, Router
-from .state import Grant, State
+from .state import Grant, RateBudget, State
 
 AUTH_HEADERS = ("authorization", "private-token", "job-token")
 
@@ -54,6 +54,8 @@ class ForgeEmulator:
     exchanges: list[Exchange] = field(default_factory=list)
     spec_errors: list[str] = field(default_factory=list)
     root: str = ""
+    #: Unauthenticated requests: 60 an hour (rate-limits-for-the-rest-api).
+    anonymous_rate: RateBudget = field(default_factory=lambda: RateBudget(60))
 
     def __post_init__(self) -> None:
         tables = [github_issues.routes, github_git.routes, github_git.web, gitlab.routes,
@@ -108,14 +110,47 @@ class ForgeEmulator:
         with self._lock:
             self.exchanges.append(Exchange(forge, request.method, request.url, headers, body,
                                            reply.status, payload, route_name))  # fmt: skip
-        mimetype = (
-            "application/octet-stream" if isinstance(reply.body, bytes) else "application/json"
+        headers = dict(reply.headers)
+        if forge == "github":
+            headers = {**self._rate_headers(request), **headers}
+            # Every REST answer names itself (the recorded @octokit/fixtures all do).
+            headers.setdefault("x-github-request-id", f"0000:{len(self.exchanges):05d}")
+            headers.setdefault("x-github-media-type", "github.v3; format=json")
+        # GitHub's JSON answers say their charset (recorded in @octokit/fixtures).
+        content_type = (
+            "application/octet-stream"
+            if isinstance(reply.body, bytes)
+            else "application/json; charset=utf-8"
         )
-        response = Response(payload, status=reply.status, headers=reply.headers, mimetype=mimetype)
+        response = Response(payload, status=reply.status, headers=headers,
+                            content_type=content_type)  # fmt: skip
         return response(environ, start_response)
+
+    def _rate_headers(self, request: Request) -> dict[str, str]:
+        grant = self._grant("github", request)
+        return (grant.rate if grant is not None else self.anonymous_rate).headers()
+
+    def _primary_limit(self, grant: Grant | None) -> Reply | None:
+        """Spend one request of the token's budget; the documented refusal when none is left."""
+        budget = grant.rate if grant is not None else self.anonymous_rate
+        with self._lock:
+            budget.roll()
+            if budget.remaining > 0:
+                budget.used += 1
+                return None
+        who = "installation ID 1" if grant is not None and grant.app else "user ID 1"
+        # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
+        # #exceeding-the-primary-rate-limit: 403 or 429, x-ratelimit-remaining 0.
+        return Reply(budget.status, {"message": f"API rate limit exceeded for {who}.",
+                                     "documentation_url": "https://docs.github.com/rest/"
+                                     "using-the-rest-api/rate-limits-for-the-rest-api"})  # fmt: skip
 
     def _answer(self, forge: str, request: Request, raw_path: str) -> tuple[Reply, str | None]:
         matched = self.router.match(request.method, raw_path)
+        if forge == "github":
+            limited = self._primary_limit(self._grant(forge, request))
+            if limited is not None:
+                return limited, "rate-limit"
         fault = self.faults.take(request.method, raw_path)
         if fault is not None:
             self.faults.wait(fault)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -33,6 +34,41 @@ class Account:
 
 
 @dataclass
+class RateBudget:
+    """A token's primary rate limit: ``limit`` requests per window ending at ``reset_at``.
+
+    https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api:
+    GITHUB_TOKEN gets 1,000 requests an hour per repository, a user's token 5,000; every
+    answer carries ``x-ratelimit-*``; past the limit GitHub answers 403 or 429 with
+    ``x-ratelimit-remaining: 0`` until ``x-ratelimit-reset`` (epoch seconds).
+    """
+
+    limit: int = 5000
+    used: int = 0
+    reset_at: float = field(default_factory=lambda: time.time() + 3600)
+    #: 403 or 429: GitHub documents both for an exhausted primary limit.
+    status: int = 403
+
+    def roll(self) -> None:
+        if time.time() >= self.reset_at:
+            self.used, self.reset_at = 0, time.time() + 3600
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used, 0)
+
+    def exhaust(self, *, reset_in: float, status: int = 403) -> None:
+        """Spend the whole budget; it comes back ``reset_in`` seconds from now."""
+        self.used, self.reset_at, self.status = self.limit, time.time() + reset_in, status
+
+    def headers(self) -> dict[str, str]:
+        # The five headers of every REST answer (the recorded @octokit/fixtures show them).
+        return {"x-ratelimit-limit": str(self.limit), "x-ratelimit-remaining": str(self.remaining),
+                "x-ratelimit-used": str(self.used), "x-ratelimit-reset": str(int(self.reset_at)),
+                "x-ratelimit-resource": "core"}  # fmt: skip
+
+
+@dataclass
 class Grant:
     """What one token may do."""
 
@@ -40,6 +76,7 @@ class Grant:
     permissions: frozenset[str] = ALL_PERMISSIONS
     #: GitHub App installation tokens (GITHUB_TOKEN) cannot read GET /user.
     app: bool = False
+    rate: RateBudget = field(default_factory=RateBudget)
 
 
 @dataclass
@@ -66,6 +103,15 @@ class Pull:
     author: Account
     state: str = "open"
     comments: list[Comment] = field(default_factory=list)
+    #: ``owner/name`` of the fork the head branch lives in; None for a same-repository PR.
+    head_repo: str | None = None
+    #: A locked conversation takes comments from collaborators only.
+    locked: bool = False
+
+    @property
+    def head_ref(self) -> str:
+        """Where the head commit is kept in the base repository (forks: ``pull/N/head``)."""
+        return f"pull/{self.number}/head" if self.head_repo else f"heads/{self.head}"
 
 
 @dataclass
@@ -74,6 +120,7 @@ class Issue:
     title: str
     author: Account
     comments: list[Comment] = field(default_factory=list)
+    locked: bool = False
 
 
 @dataclass
@@ -174,6 +221,9 @@ class Repo:
     statuses: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
     runners: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Settings > Actions > "Allow GitHub Actions to create and approve pull requests";
+    #: off in new repositories since 2022 (github.blog/changelog/2022-05-03).
+    actions_can_open_pulls: bool = False
 
     def all_comments(self) -> list[Comment]:
         """Every comment on pulls, issues and commits."""
@@ -213,7 +263,9 @@ class State:
         bot: bool = False,
     ) -> Grant:
         account = self.account(login, bot=bot)
-        grant = Grant(account, frozenset(permissions), app)
+        # GITHUB_TOKEN: 1,000 requests an hour per repository; a user's token 5,000
+        # (docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api).
+        grant = Grant(account, frozenset(permissions), app, RateBudget(1000 if app else 5000))
         self.tokens[token] = grant
         return grant
 
@@ -248,14 +300,27 @@ class State:
         *,
         base: str | None = None,
         files: dict[str, bytes] | None = None,
+        fork: str | None = None,
     ) -> Pull:
-        """Open a pull request from a new branch ``head`` with one more commit."""
+        """Open a pull request from a new branch ``head`` with one more commit.
+
+        ``fork`` (``owner/name``) puts the head branch in a fork: the base repository
+        then holds the head commit only under ``refs/pull/N/head``, as GitHub does.
+        """
         base = base or repo.default_branch
-        if f"heads/{head}" not in repo.git.refs:
-            repo.git.refs[f"heads/{head}"] = repo.head_sha(base)
-            repo.git.commit_files(head, files or {f"{head}.txt": head.encode()}, f"work on {head}")
         number = self.next_number(repo)
-        pull = Pull(number, f"Change {head}", "", head, base, repo.head_sha(head), repo.owner)
+        author = self.account(fork.split("/")[0]) if fork else repo.owner
+        pull = Pull(number, f"Change {head}", "", head, base, "", author, head_repo=fork)
+        content = files or {f"{head}.txt": head.encode()}
+        if fork:
+            branch = f"__fork_{number}"  # build the commit, then keep it as pull/N/head only
+            repo.git.refs[f"heads/{branch}"] = repo.head_sha(base)
+            repo.git.commit_files(branch, content, f"work on {head}")
+            repo.git.refs[pull.head_ref] = repo.git.refs.pop(f"heads/{branch}")
+        elif f"heads/{head}" not in repo.git.refs:
+            repo.git.refs[f"heads/{head}"] = repo.head_sha(base)
+            repo.git.commit_files(head, content, f"work on {head}")
+        pull.head_sha = repo.git.refs[pull.head_ref]
         repo.pulls[number] = pull
         return pull
 
