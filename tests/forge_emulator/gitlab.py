@@ -1,19 +1,145 @@
 """GitLab: user, projects, merge requests, issue/MR notes, commit discussions, statuses,
-uploads, repository files, branches and commits (the subset python-gitlab uses here)."""
+uploads, repository files, branches and commits (the subset python-gitlab uses here).
+
+Modelled as GitLab does it, each with its source: roles (access levels) per user,
+protected branches (the default branch is protected for Maintainers), pipelines and
+the statuses that join them, forks and merge requests from a fork, the CI/CD job
+token's short list of endpoints (anonymous everywhere else), and offset pagination.
+The GitLab-only parts live here, on the shared state, so the GitHub model stays as it is:
+``role``, ``protect``, ``add_pipeline``, ``fork``, ``add_job_token``, ``pipelines``.
+"""
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .github_issues import ancestors
-from .router import Call, Reply, RouteTable, paginate
-from .state import Account, Comment, Pull, Repo, now
+from .router import Call, Handler, Reply, Route, RouteTable
+from .state import Account, Comment, Pull, Repo, State, now
 
-routes = RouteTable("gitlab")
-web = RouteTable("web")
 P = "/projects/<project>"
+
+#: Access levels: https://docs.gitlab.com/api/members/#roles
+GUEST, REPORTER, DEVELOPER, MAINTAINER = 10, 20, 30, 40
+
+
+@dataclass
+class GitLabState:
+    """What only GitLab has, kept beside the shared state."""
+
+    roles: dict[str, int] = field(default_factory=dict)  # login -> access level
+    job_tokens: set[str] = field(default_factory=set)
+    #: project id -> {branch: access level allowed to push/merge}
+    protected: dict[int, dict[str, int]] = field(default_factory=dict)
+    pipelines: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # project id -> list
+    forked_from: dict[int, int] = field(default_factory=dict)  # fork id -> upstream id
+    mr_source: dict[tuple[int, int], int] = field(default_factory=dict)  # (project, iid) -> id
+
+
+def gitlab_state(state: State) -> GitLabState:
+    """The GitLab-only part of ``state`` (created on first use)."""
+    found: GitLabState | None = vars(state).get("_gitlab")
+    if found is None:
+        found = GitLabState()
+        vars(state)["_gitlab"] = found
+    return found
+
+
+def role(state: State, login: str, level: int) -> None:
+    """Give ``login`` this access level on every project (default: Maintainer)."""
+    gitlab_state(state).roles[login] = level
+
+
+def protect(repo: Repo, state: State, branch: str, level: int = MAINTAINER) -> None:
+    """Protect ``branch``: only ``level`` and above may push or merge there."""
+    gitlab_state(state).protected.setdefault(repo.id, {})[branch] = level
+
+
+def protected(state: State, repo: Repo) -> dict[str, int]:
+    # New projects protect the default branch for Maintainers:
+    # https://docs.gitlab.com/user/project/repository/branches/default/#protect-initial-default-branches
+    return gitlab_state(state).protected.setdefault(repo.id, {repo.default_branch: MAINTAINER})
+
+
+def add_pipeline(state: State, repo: Repo, sha: str, ref: str, source: str = "push") -> int:
+    """A pipeline for ``sha`` on ``ref``; its id."""
+    pid = state.next_id()
+    pipelines(state, repo).append({"id": pid, "sha": sha, "ref": ref, "source": source,
+                                   "status": "running", "created_at": now()})  # fmt: skip
+    return pid
+
+
+def pipelines(state: State, repo: Repo) -> list[dict[str, Any]]:
+    return gitlab_state(state).pipelines.setdefault(repo.id, [])
+
+
+def fork(state: State, upstream: Repo, path: str) -> Repo:
+    """A fork of ``upstream`` at ``path``, with the same history."""
+    repo = state.add_repo("gitlab", path)
+    repo.git = copy.deepcopy(upstream.git)
+    gitlab_state(state).forked_from[repo.id] = upstream.id
+    return repo
+
+
+def add_fork_mr(state: State, upstream: Repo, source: Repo, branch: str) -> Pull:
+    """A merge request into ``upstream`` from ``branch`` of the fork ``source``."""
+    if f"heads/{branch}" not in source.git.refs:
+        source.git.refs[f"heads/{branch}"] = source.head_sha()
+        source.git.commit_files(branch, {f"{branch}.txt": branch.encode()}, f"work on {branch}")
+    sha = source.head_sha(branch)
+    upstream.git.commits.setdefault(
+        sha, source.git.commits[sha]
+    )  # GitLab fetches it into the target
+    pull = Pull(state.next_number(upstream), f"Change {branch}", "", branch,
+                upstream.default_branch, sha, source.owner)  # fmt: skip
+    upstream.pulls[pull.number] = pull
+    gitlab_state(state).mr_source[(upstream.id, pull.number)] = source.id
+    return pull
+
+
+def add_job_token(state: State, token: str, login: str) -> None:
+    """A CI/CD job token acting as ``login`` (the user who started the pipeline)."""
+    state.add_token(token, login)
+    gitlab_state(state).job_tokens.add(token)
+
+
+class _Routes(RouteTable):
+    """GitLab's routes; those not marked ``job_token=True`` treat a job token as anonymous."""
+
+    def add(self, method: str, rule: str, *, op: str | None = None, perm: str | None = None,
+            job_token: bool = False) -> Callable[[Handler], Handler]:  # fmt: skip
+        def decorator(handler: Handler) -> Handler:
+            gated = handler if job_token else _no_job_token(handler)
+            self.routes.append(Route(self.forge, method, rule, gated, op, perm))
+            return handler
+
+        return decorator
+
+
+def _no_job_token(handler: Handler) -> Handler:
+    # GitLab authenticates a job token only on routes with `job_token_allowed: true`
+    # (lib/api/helpers/authentication.rb, https://docs.gitlab.com/ci/jobs/ci_job_token/);
+    # elsewhere the request is anonymous: private projects are not found, writes unauthorised.
+    def gated(call: Call) -> Reply:
+        token = call.request.headers.get("JOB-TOKEN", "")
+        if token and token in gitlab_state(call.state).job_tokens:
+            repo = project(call) if "project" in call.args else None
+            if call.request.method == "GET" and (repo is None or repo.private):
+                return _404("Project Not Found")
+            return Reply(401, {"message": "401 Unauthorized"})
+        return handler(call)
+
+    return gated
+
+
+routes = _Routes("gitlab")
+web = RouteTable("web")
 
 STATE_NAMES = {"open": "opened", "closed": "closed", "merged": "merged"}
 
@@ -33,7 +159,10 @@ def project(call: Call) -> Repo | None:
 
 
 def project_json(call: Call, repo: Repo) -> dict[str, Any]:
-    return {"id": repo.id, "path_with_namespace": repo.full_name, "name": repo.full_name.split("/")[-1],
+    upstream = gitlab_state(call.state).forked_from.get(repo.id)
+    parent = next((r for r in call.state.repos.values() if r.id == upstream), None)
+    extra = {"forked_from_project": project_json(call, parent)} if parent is not None else {}
+    return extra | {"id": repo.id, "path_with_namespace": repo.full_name, "name": repo.full_name.split("/")[-1],
             "default_branch": repo.default_branch, "web_url": f"{call.root}/{repo.full_name}",
             "visibility": "private" if repo.private else "public"}  # fmt: skip
 
@@ -45,7 +174,9 @@ def note_json(call: Call, c: Comment, noteable: str, iid: int | None) -> dict[st
 
 
 def mr_json(call: Call, repo: Repo, p: Pull) -> dict[str, Any]:
+    source = gitlab_state(call.state).mr_source.get((repo.id, p.number), repo.id)
     return {"id": p.number + 70000, "iid": p.number, "project_id": repo.id, "title": p.title,
+            "source_project_id": source, "target_project_id": repo.id,
             "description": p.body, "state": STATE_NAMES[p.state], "source_branch": p.head,
             "target_branch": p.base, "sha": repo.git.refs.get(f"heads/{p.head}", p.head_sha),
             "author": user_json(call, p.author),
@@ -55,6 +186,39 @@ def mr_json(call: Call, repo: Repo, p: Pull) -> dict[str, Any]:
 def _thread(repo: Repo, kind: str, iid: int) -> list[Comment] | None:
     table: dict[int, Any] = repo.pulls if kind == "merge_requests" else repo.issues  # type: ignore[assignment]
     return table[iid].comments if iid in table else None
+
+
+def paginate(call: Call, items: list[Any], url: str) -> Reply:
+    """Offset pagination as GitLab answers it: https://docs.gitlab.com/api/rest/#pagination
+
+    ``per_page`` defaults to 20 and is capped at 100; ``x-page``, ``x-per-page``,
+    ``x-total``, ``x-total-pages``, ``x-next-page`` and ``x-prev-page`` (empty when
+    none) and a ``Link`` header with next/prev/first/last.
+    """
+    try:
+        page = max(int(call.request.args.get("page", 1)), 1)
+        per_page = min(max(int(call.request.args.get("per_page", 20)), 1), 100)
+    except ValueError:
+        return Reply(400, {"error": "page, per_page are invalid"})
+    total = len(items)
+    last = max(1, -(-total // per_page))
+    query = {k: v for k, v in call.request.args.items() if k not in ("page", "per_page")}
+
+    def link(n: int, rel: str) -> str:
+        params = urllib.parse.urlencode({**query, "page": n, "per_page": per_page})
+        return f'<{url}?{params}>; rel="{rel}"'
+
+    links = ([link(page + 1, "next")] if page < last else []) + (
+        [link(page - 1, "prev")] if page > 1 else []) + [link(1, "first"), link(last, "last")]  # fmt: skip
+    headers = {"x-page": str(page), "x-per-page": str(per_page), "x-total": str(total),
+               "x-total-pages": str(last), "x-next-page": str(page + 1) if page < last else "",
+               "x-prev-page": str(page - 1) if page > 1 else "", "Link": ", ".join(links)}  # fmt: skip
+    return Reply(200, items[(page - 1) * per_page : page * per_page], headers)
+
+
+def access_level(call: Call) -> int:
+    assert call.grant is not None
+    return gitlab_state(call.state).roles.get(call.grant.account.login, MAINTAINER)
 
 
 def _scope_ok(call: Call, perm: str) -> Reply | None:
@@ -136,7 +300,7 @@ def get_mr(call: Call) -> Reply:
     return Reply(200, mr_json(call, repo, repo.pulls[iid]))
 
 
-@routes.get(P + "/merge_requests")
+@routes.get(P + "/merge_requests", job_token=True)
 def list_mrs(call: Call) -> Reply:
     repo = project(call)
     if repo is None:
@@ -256,14 +420,45 @@ def delete_commit_note(call: Call) -> Reply:
     return Reply(204, None)
 
 
+def _branches_containing(repo: Repo, sha: str) -> list[str]:
+    return sorted(ref.removeprefix("heads/") for ref, tip in repo.git.refs.items()
+                  if ref.startswith("heads/") and sha in ancestors(repo, tip))  # fmt: skip
+
+
 @routes.post(P + "/statuses/<sha>", perm="statuses")
 def create_status(call: Call) -> Reply:
+    # https://docs.gitlab.com/api/commits/#set-commit-pipeline-status and
+    # app/services/ci/create_commit_status_service.rb: the newest pipeline of the sha (of
+    # `ref`, of `pipeline_id`) takes the status; without one a new "external" pipeline is
+    # made (https://gitlab.com/gitlab-org/gitlab/-/issues/443254).
     repo = project(call)
-    if repo is None:
-        return _404()
-    status = {"id": call.state.next_id(), "sha": call.args["sha"], "status": call.param("state"),
+    sha = call.args["sha"]
+    if repo is None or sha not in repo.git.commits:
+        return _404("Commit Not Found")
+    level = access_level(call)
+    if level < DEVELOPER:  # create_commit_status is a Developer ability
+        return Reply(403, {"message": "403 Forbidden"})
+    ref, wanted = call.param("ref"), call.param("pipeline_id")
+    found = [p for p in reversed(pipelines(call.state, repo)) if p["sha"] == sha
+             and (ref is None or p["ref"] == ref) and (wanted is None or str(p["id"]) == str(wanted))]  # fmt: skip
+    pipeline = found[0] if found else None
+    ref = (
+        ref
+        or (pipeline["ref"] if pipeline else None)
+        or next(iter(_branches_containing(repo, sha)), None)
+    )
+    # A pipeline on a protected ref takes statuses only from users who may push or merge there
+    # (Ci::PipelinePolicy :protected_ref; https://gitlab.com/gitlab-org/gitlab/-/issues/213626).
+    if ref is not None and level < protected(call.state, repo).get(ref, 0):
+        return Reply(403, {"message": "403 Forbidden"})
+    if pipeline is None:
+        pipeline = {"id": call.state.next_id(), "sha": sha, "ref": ref, "source": "external",
+                    "status": "running", "created_at": now()}  # fmt: skip
+        pipelines(call.state, repo).append(pipeline)
+    status = {"id": call.state.next_id(), "sha": sha, "ref": ref, "status": call.param("state"),
               "name": call.param("name", "default"), "description": call.param("description"),
-              "target_url": call.param("target_url"), "created_at": now()}  # fmt: skip
+              "target_url": call.param("target_url"), "pipeline_id": pipeline["id"],
+              "created_at": now()}  # fmt: skip
     repo.statuses.append(status)
     return Reply(201, status)
 
@@ -313,7 +508,7 @@ def _ref_sha(repo: Repo, ref: str) -> str | None:
     return repo.git.refs.get(f"heads/{ref}") or (ref if ref in repo.git.commits else None)
 
 
-@routes.get(P + "/repository/files/<path:path>/raw")
+@routes.get(P + "/repository/files/<path:path>/raw", job_token=True)
 def raw_file(call: Call) -> Reply:
     repo = project(call)
     ref = call.request.args.get("ref") or (repo.default_branch if repo else "")
@@ -337,7 +532,7 @@ def get_file(call: Call) -> Reply:
 
 def _branch_json(call: Call, repo: Repo, name: str) -> dict[str, Any]:
     sha = repo.git.refs[f"heads/{name}"]
-    return {"name": name, "merged": False, "protected": False, "default": name == repo.default_branch,
+    return {"name": name, "merged": False, "protected": name in protected(call.state, repo), "default": name == repo.default_branch,
             "commit": {"id": sha, "short_id": sha[:8], "message": repo.git.commits[sha]["message"]},
             "web_url": f"{call.root}/{repo.full_name}/-/tree/{name}"}  # fmt: skip
 
