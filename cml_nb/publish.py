@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +90,29 @@ def _pick(forge: Forge, ctx: ForgeContext, kind: str, arg: str | None) -> Target
     if kind == "pr" and arg is not None:
         return forge.pull_request(int(arg))
     if ctx.pr_number is not None:
-        return forge.pull_request(ctx.pr_number)
+        found = forge.pull_request(ctx.pr_number)
+        # A workflow_run reports on the run's commit, even if the PR has moved on since.
+        return replace(found, sha=ctx.sha) if ctx.for_pull_request and ctx.sha else found
     if not ctx.sha:
         raise TargetNotFoundError(
             "no commit known to find its pull request: run inside a git checkout, or pass --target pr/N"
         )
     pulls = forge.pulls_for_commit(ctx.sha)
+    if not pulls and ctx.head_owner and ctx.branch:
+        # A fork's PR (workflow_run lists none): find it by its head, which GitHub set.
+        by_head = getattr(forge, "pull_for_head", None)  # GitHub only; GitLab has no such event
+        found_head = by_head(ctx.head_owner, ctx.branch, ctx.sha) if by_head else None
+        pulls = [found_head] if found_head is not None else []
     if pulls:
         return pulls[0]
+    if ctx.for_pull_request:
+        # Never the commit: in workflow_run the fallback would land on the default branch
+        # and make this PR's metrics everyone's baseline.
+        raise TargetNotFoundError(
+            f"this workflow_run is for a pull request, but no open pull request of {repo} has "
+            f"head {ctx.head_owner}:{ctx.branch} at {ctx.sha[:12]} (closed, or pushed again "
+            "since): pass --target pr/N; no commit comment was made"
+        )
     if kind == "pr":
         raise TargetNotFoundError(
             f"no open pull request contains commit {ctx.sha[:12]} in {repo}: push the branch and "

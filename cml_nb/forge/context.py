@@ -74,6 +74,10 @@ class ForgeContext:
             ``git remote origin``, ``--api-url``).
         remote_host: the host of the ``origin`` remote outside CI, when there is one.
         pipeline: the GitLab CI pipeline of this job, when in one.
+        head_owner: the owner of the PR's head repository when the event names the PR
+            by its head only (a ``workflow_run`` for a PR from a fork).
+        for_pull_request: the event is about a pull request (a ``workflow_run`` after a
+            ``pull_request`` run): never fall back to a commit comment.
     """
 
     forge: str | None = None
@@ -88,6 +92,8 @@ class ForgeContext:
     api_source: str | None = None
     remote_host: str | None = None
     pipeline: Pipeline | None = None
+    head_owner: str | None = None
+    for_pull_request: bool = False
 
     def override(self, **values: Any) -> ForgeContext:
         """A copy with the given non-None values replacing detected ones."""
@@ -170,6 +176,42 @@ def _github_actions(env: Mapping[str, str]) -> dict[str, Any]:
     issue = event.get("issue") if isinstance(event, dict) else None
     if isinstance(issue, dict) and issue.get("pull_request") and issue.get("number"):
         found["pr_number"] = int(issue["number"])  # issue_comment on a PR
+    run = event.get("workflow_run") if isinstance(event, dict) else None
+    if env.get("GITHUB_EVENT_NAME") == "workflow_run" and isinstance(run, dict):
+        found.update(_workflow_run(run, found.get("repository") or ""))
+    return found
+
+
+def _workflow_run(run: Mapping[str, Any], repository: str) -> dict[str, Any]:
+    """The PR and commit a ``workflow_run`` event is about.
+
+    GITHUB_SHA is then the default branch's last commit, not the run's
+    (docs.github.com/en/actions/writing-workflows/choosing-when-your-workflow-runs/
+    events-that-trigger-workflows#workflow_run): the report is about ``head_sha``.
+    ``pull_requests`` is empty for PRs from forks (github/docs#22501), so the head
+    repository's owner and branch are kept to find the PR by.
+    """
+    sha = str(run.get("head_sha") or "") or None
+    head_repo = run.get("head_repository") or {}
+    owner = (head_repo.get("owner") or {}).get("login") or str(
+        head_repo.get("full_name") or ""
+    ).partition("/")[0]
+    found: dict[str, Any] = {
+        "sha": sha,
+        "branch": run.get("head_branch") or None,
+        "head_owner": owner or None,
+        "for_pull_request": run.get("event") in ("pull_request", "pull_request_target"),
+        "pr_number": None,
+    }
+    for pull in run.get("pull_requests") or []:
+        if not isinstance(pull, dict) or not pull.get("number"):
+            continue
+        base_url = str(((pull.get("base") or {}).get("repo") or {}).get("url") or "")
+        head_sha = (pull.get("head") or {}).get("sha")
+        # Only this repository's PR whose head is the run's commit.
+        if (not base_url or base_url.endswith(f"/repos/{repository}")) and head_sha in (None, sha):
+            found["pr_number"] = int(pull["number"])
+            break
     return found
 
 

@@ -243,8 +243,13 @@ def create_pull(call: Call) -> Reply:
         return error(404, "Not Found")
     data = call.json
     head, base = data["head"].split(":")[-1], data["base"]
-    if f"heads/{head}" not in repo.git.refs or f"heads/{base}" not in repo.git.refs:
-        return Reply(422, {"message": "Validation Failed", "errors": [{"field": "head"}]})
+    for name, branch in (("base", base), ("head", head)):
+        if f"heads/{branch}" not in repo.git.refs:
+            # The 422 shape recorded in @octokit/fixtures (scenarios/.../errors): a list of
+            # {resource, field, code}, here for a branch that does not exist.
+            return Reply(422, {"message": "Validation Failed", "errors": [
+                {"resource": "PullRequest", "field": name, "code": "invalid"}],
+                "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"})  # fmt: skip
     if any(p.head == head and p.state == "open" for p in repo.pulls.values()):
         owner = repo.full_name.split("/")[0]
         return Reply(422, {"message": "Validation Failed", "errors": [
