@@ -121,11 +121,9 @@ class GitHubRunners:
     @property
     def web_url(self) -> str:
         """Where ``config.sh --url`` points: the repository or organisation page."""
-        if self.api_url == "https://api.github.com":
-            host = "https://github.com"
-        else:  # GitHub Enterprise serves the API under /api/v3
-            host = self.api_url.removesuffix("/api/v3")
-        return f"{host}/{self.repository}"
+        from cml_nb.forge.hosts import web_url_for_api  # api.<sub>.ghe.com -> <sub>.ghe.com
+
+        return f"{web_url_for_api(self.api_url)}/{self.repository}"
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -215,7 +213,9 @@ class GitLabRunners:
         import gitlab
 
         self.repository = repository.strip("/")
-        self.url = (url or os.environ.get("CI_SERVER_URL") or "https://gitlab.com").rstrip("/")
+        from cml_nb.forge.hosts import web_url_for_api  # --api-url gives .../api/v4
+
+        self.url = web_url_for_api(url or os.environ.get("CI_SERVER_URL") or "https://gitlab.com")
         secret = _token(token, ("GITLAB_TOKEN", "REPO_TOKEN"), "GitLab")
         self.scrubber = Scrubber([secret])
         self.client = gitlab.Gitlab(
