@@ -37,7 +37,13 @@ _DROPPED = (
     (re.compile(r"<svg\b", re.I), "inline SVG"),
     (re.compile(r"<(?:form|input|button|select)\b", re.I), "a form"),
 )
+# Media elements with their fallback text ("Your browser does not support the video tag").
+_MEDIA = re.compile(r"<(video|audio|iframe|canvas|object)\b[^>]*>(?:.*?</\1\s*>)?", re.I | re.S)
+_MEDIA_NAMES = {"video": "a video", "audio": "an audio player",
+                "iframe": "an embedded page (iframe)", "canvas": "a canvas drawing",
+                "object": "an embedded object"}  # fmt: skip
 _SCRIPT = re.compile(r"<script\b", re.I)
+_SCRIPT_BODY = re.compile(r"<script\b.*?(?:</script\s*>|$)", re.I | re.S)
 _MOUNT_POINT = re.compile(r"<(?!script)\w+[^>]*\bid\s*=", re.I)
 
 
@@ -47,6 +53,7 @@ class Split:
 
     blocks: list[Block] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # media a forge cannot show
 
 
 def extract_data_images(html: str, add_asset: AddAsset) -> tuple[str, list[str], list[str]]:
@@ -108,6 +115,15 @@ def split_html(html: str, cell: int, max_rows: int, add_asset: AddAsset) -> Spli
     """The blocks an HTML output shows, in order (empty when it sanitizes to nothing)."""
     html, names, problems = extract_data_images(html, add_asset)
     split = Split(problems=problems)
+    if _MEDIA.search(html):
+
+        def drop(element: re.Match[str]) -> str:
+            what = _MEDIA_NAMES[element.group(1).lower()]
+            if what not in split.dropped:
+                split.dropped.append(what)
+            return ""
+
+        html = _MEDIA.sub(drop, html)
     position = 0
     for start, end in _top_level_tables(html):
         opening = html[start : html.index(">", start) + 1]
@@ -143,9 +159,10 @@ def dropped_content(html: str) -> str | None:
     library's loader (plotly's ``init_notebook_mode``, bokeh's ``output_notebook``):
     Jupyter shows nothing for it, and neither does the report.
     """
-    found = [what for pattern, what in _DROPPED if pattern.search(html)]
+    markup = _SCRIPT_BODY.sub("", html)  # plotly.js's own source mentions <svg and <canvas
+    found = [what for pattern, what in _DROPPED if pattern.search(markup)]
     if found:
         return ", ".join(found)
-    if _SCRIPT.search(html) and _MOUNT_POINT.search(html):
+    if _SCRIPT.search(html) and _MOUNT_POINT.search(markup):
         return "HTML that needs JavaScript"
     return None

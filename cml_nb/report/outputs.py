@@ -109,6 +109,14 @@ def _omitted(what: str, data: Data, cell: int) -> NoteBlock:
     )
 
 
+def _left_out_note(what: str, cell: int) -> NoteBlock:
+    return NoteBlock(
+        f"Output left out: {what}, which a forge comment cannot show. "
+        "Open the notebook in Jupyter to see it.",
+        cell=cell,
+    )
+
+
 def _images(data: Data, ctx: _Context) -> list[Block] | None:
     """The first readable image; a note when every image the output holds is unreadable."""
     problems = []
@@ -222,6 +230,8 @@ def _html(data: Data, ctx: _Context) -> list[Block] | None:
     notes: list[Block] = [
         NoteBlock(f"Image left out: {problem}.", cell=ctx.cell) for problem in split.problems
     ]
+    if split.dropped and split.blocks:  # shown beside what remains; alone, _left_out says it
+        notes.append(_left_out_note(", ".join(split.dropped), ctx.cell))
     if split.blocks:
         return split.blocks + notes
     what = dropped_content(html)
@@ -259,15 +269,9 @@ def _plain(data: Data, ctx: _Context) -> list[Block] | None:
 def _left_out(data: Data, ctx: _Context) -> list[Block] | None:
     if ctx.dropped:
         what = ctx.dropped[-1]
-        return (
-            [_omitted(what, data, ctx.cell)]
-            if what.endswith("JavaScript")
-            else [
-                NoteBlock(
-                    f"Output left out: {what}, which a forge comment cannot show.", cell=ctx.cell
-                )
-            ]
-        )
+        if what.endswith("JavaScript"):
+            return [_omitted(what, data, ctx.cell)]
+        return [_left_out_note(what, ctx.cell)]
     vendor = [m for m in data if m.startswith("application/")]
     return [_omitted(vendor[0], data, ctx.cell)] if vendor else []
 
