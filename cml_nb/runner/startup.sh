@@ -1,7 +1,14 @@
 #!/bin/bash
 # cml-nb runner startup script (cloud-init user-data), rendered by cml_nb.runner.script.
-# It installs the forge's runner agent and cml-nb, checks the GPU driver, registers
-# the runner, runs jobs, and shuts the machine down (which terminates it) when idle.
+#
+# First boot (cloud-init runs this file once per instance): it moves the registration
+# secret into a root-only file, saves a copy of itself without the secret, writes the
+# systemd units that keep the guards across reboots, deletes cloud-init's copies of
+# the user-data, and starts the runner service. The service (every boot) arms the
+# max-lifetime shutdown, blocks jobs from the instance metadata service, registers
+# once (then the secret is gone or worthless), runs the agent, and shuts the machine
+# down (which terminates it) when idle. Every guard fails closed: a guard that cannot
+# be set up shuts the machine down instead of running jobs without it.
 # Do not print this file: it holds a runner registration secret.
 set -Eeuo pipefail
 umask 077
@@ -9,6 +16,7 @@ umask 077
 # @CONFIG@
 
 AGENT_PID=""
+METRICS_UNKNOWN=0
 
 log() {
   printf '%s cml-nb-runner: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | tee -a "$LOG_FILE" >&2
@@ -18,6 +26,8 @@ runner_home() {
   getent passwd "$RUNNER_USER" | cut -d: -f6
 }
 
+# Secrets reach the agent in its environment (runuser keeps it), never in argv,
+# which every user of the machine can read in the process list.
 as_runner_user() {
   if [ "$(id -un)" = "$RUNNER_USER" ]; then
     "$@"
@@ -35,28 +45,35 @@ exec_as_runner_user() {
   fi
 }
 
-# A second guard, independent of the idle watcher: the machine goes down at the
-# latest after MAX_LIFETIME minutes, whatever happens to this script.
-schedule_max_lifetime() {
-  shutdown -h "+${MAX_LIFETIME_MINUTES}" "cml-nb: max lifetime reached" || log "could not schedule the max-lifetime shutdown"
-}
-
 unregister() {
-  if [ "$FORGE" = gitlab ] && command -v gitlab-runner >/dev/null 2>&1; then
+  if [ "$FORGE" = gitlab ] && [ -e "$GITLAB_CONFIG" ] && command -v gitlab-runner >/dev/null 2>&1; then
     # Deletes the runner on GitLab with its own token, so nothing is left behind.
-    gitlab-runner unregister --all-runners >/dev/null 2>&1 || true
+    gitlab-runner unregister --config "$GITLAB_CONFIG" --all-runners >/dev/null 2>&1 || true
   fi
 }
 
 power_off() {
   log "shutting down: $1"
   if [ -n "$AGENT_PID" ]; then
+    if [ "$FORGE" = github ]; then
+      # A listener stopped by stop_taking_jobs (and runuser, which stops with its
+      # child) ends on the pending SIGTERM as soon as it runs again.
+      pkill -TERM -u "$RUNNER_USER" -f 'Runner\.Listener' 2>/dev/null || true
+      resume_listener
+    fi
     kill -TERM "$AGENT_PID" 2>/dev/null || true
     wait "$AGENT_PID" 2>/dev/null || true
   fi
   unregister
   # The instance is launched with shutdown behaviour "terminate".
   shutdown -h now "cml-nb: $1"
+}
+
+# A guard that cannot be set up means no runner: shut down rather than run without it.
+fail_closed() {
+  trap - ERR
+  power_off "$1"
+  exit 1
 }
 
 check_gpu() {
@@ -119,44 +136,138 @@ install_agent() {
   fi
 }
 
+toml_string() {
+  local value=${1//\\/\\\\}
+  printf '"%s"' "${value//\"/\\\"}"
+}
+
+# GitLab: the runner authentication token from the user-data stays readable there (the
+# metadata service, the cloud's API) for the machine's life, so it is swapped for a
+# new one before any job runs, which makes that copy worthless. The new token lives
+# only in gitlab-runner's root-only config.
+register_gitlab() {
+  local old answer new
+  old=$(<"$STATE_DIR/registration")
+  # Reset by the current token: docs.gitlab.com/ee/api/runners.html
+  # #reset-runners-authentication-token-by-using-the-current-token (the body is read
+  # from stdin, so the token is in no process's argv).
+  if ! answer=$(printf 'token=%s' "$old" | curl -fsS --max-time 60 --retry 3 --data-binary @- \
+    "$FORGE_URL/api/v4/runners/reset_authentication_token" 2>/dev/null); then
+    fail_closed "GitLab refused to reset the runner token, so the copy in the user-data would stay valid"
+  fi
+  if ! [[ $answer =~ \"token\"[[:space:]]*:[[:space:]]*\"([^\"]+)\" ]]; then
+    fail_closed "GitLab's answer to the token reset has no token"
+  fi
+  new=${BASH_REMATCH[1]}
+  mkdir -p "$(dirname "$GITLAB_CONFIG")"
+  {
+    printf 'concurrent = 1\ncheck_interval = 0\n\n[[runners]]\n'
+    printf '  name = %s\n  url = %s\n' "$(toml_string "$RUNNER_NAME")" "$(toml_string "$FORGE_URL")"
+    printf '  token = "%s"\n  executor = "shell"\n' "$new"
+  } >"$GITLAB_CONFIG"
+  chmod 600 "$GITLAB_CONFIG"
+}
+
+# Registers (first start only) and starts the agent in the background.
 start_agent() {
-  local secret="$REGISTRATION"
-  REGISTRATION=""
+  local first=0
+  if [ ! -e "$STATE_DIR/registered" ]; then
+    first=1
+    if [ ! -s "$STATE_DIR/registration" ]; then
+      fail_closed "no registration secret (it is used once, at the first start)"
+    fi
+  elif [ "$SINGLE" = 1 ]; then
+    fail_closed "the single-job runner restarted (its job, if any, was lost)"
+  fi
   if [ "$FORGE" = github ]; then
     cd "$RUNNER_DIR"
     if [ "$REGISTRATION_KIND" = jit ]; then
-      exec_as_runner_user ./run.sh --jitconfig "$secret" &
+      # The runner reads --jitconfig from ACTIONS_RUNNER_INPUT_JITCONFIG and removes it
+      # from its environment; a JIT config is single use.
+      ACTIONS_RUNNER_INPUT_JITCONFIG=$(<"$STATE_DIR/registration")
+      export ACTIONS_RUNNER_INPUT_JITCONFIG
+      rm -f "$STATE_DIR/registration"
+      exec_as_runner_user ./run.sh &
+      unset ACTIONS_RUNNER_INPUT_JITCONFIG
     else
-      local ephemeral=()
-      if [ "$SINGLE" = 1 ]; then
-        ephemeral=(--ephemeral)
+      if [ "$first" = 1 ]; then
+        local ephemeral=()
+        if [ "$SINGLE" = 1 ]; then
+          ephemeral=(--ephemeral)
+        fi
+        ACTIONS_RUNNER_INPUT_TOKEN=$(<"$STATE_DIR/registration")
+        export ACTIONS_RUNNER_INPUT_TOKEN
+        rm -f "$STATE_DIR/registration"
+        as_runner_user ./config.sh --unattended --replace --url "$FORGE_URL" \
+          --name "$RUNNER_NAME" --labels "$LABELS" --work _work "${ephemeral[@]}" >/dev/null
+        unset ACTIONS_RUNNER_INPUT_TOKEN
       fi
-      as_runner_user ./config.sh --unattended --replace --url "$FORGE_URL" --token "$secret" \
-        --name "$RUNNER_NAME" --labels "$LABELS" --work _work "${ephemeral[@]}" >/dev/null
       exec_as_runner_user ./run.sh &
     fi
   else
+    if [ "$first" = 1 ]; then
+      register_gitlab
+      rm -f "$STATE_DIR/registration"
+    fi
     mkdir -p "$RUNNER_DIR"
     chown "$RUNNER_USER" "$RUNNER_DIR"
-    gitlab-runner register --non-interactive --url "$FORGE_URL" --token "$secret" \
-      --executor shell --name "$RUNNER_NAME" >/dev/null
-    gitlab-runner run --user "$RUNNER_USER" --working-directory "$RUNNER_DIR" \
-      --listen-address "127.0.0.1:${METRICS_PORT}" &
+    # A background job of a script starts with SIGQUIT ignored: restore it, it is
+    # how stop_taking_jobs asks gitlab-runner to finish its jobs and take no more.
+    env --default-signal=QUIT gitlab-runner run --config "$GITLAB_CONFIG" --user "$RUNNER_USER" \
+      --working-directory "$RUNNER_DIR" --listen-address "127.0.0.1:${METRICS_PORT}" &
   fi
   AGENT_PID=$!
-  secret=""
+  touch "$STATE_DIR/registered"
   log "runner agent started as $RUNNER_NAME (labels: $LABELS)"
 }
 
-# Whether the agent is running a job right now.
+# Whether the agent may be running a job right now; "cannot tell" counts as busy (the
+# max-lifetime guard still ends a runner that never becomes readable).
 runner_busy() {
   if [ "$FORGE" = github ]; then
     # The listener starts one Runner.Worker process per job.
-    pgrep -f 'Runner\.Worker' >/dev/null 2>&1
-  else
-    curl -fsS "http://127.0.0.1:${METRICS_PORT}/metrics" 2>/dev/null |
-      awk '/^gitlab_runner_jobs[{ ]/ { jobs += $NF } END { exit !(jobs > 0) }'
+    pgrep -u "$RUNNER_USER" -f 'Runner\.Worker' >/dev/null 2>&1
+    return
   fi
+  local metrics
+  if ! metrics=$(curl -fsS --max-time 10 "http://127.0.0.1:${METRICS_PORT}/metrics" 2>/dev/null) ||
+    [[ $metrics != *gitlab_runner_* ]]; then
+    if [ "$METRICS_UNKNOWN" = 0 ]; then
+      log "gitlab-runner's metrics on port $METRICS_PORT are unreadable: counting the runner as busy"
+    fi
+    METRICS_UNKNOWN=1
+    return 0
+  fi
+  METRICS_UNKNOWN=0
+  awk '/^gitlab_runner_jobs[{ ]/ { jobs += $NF } END { exit !(jobs > 0) }' <<<"$metrics"
+}
+
+resume_listener() {
+  pkill -CONT -u "$RUNNER_USER" -f 'Runner\.Listener' 2>/dev/null || true
+  kill -CONT "$AGENT_PID" 2>/dev/null || true
+}
+
+# Stops the agent taking jobs, then looks again: a job accepted while the idle timeout
+# fired is served, not killed. Returns 0 when the machine may go, 1 to keep serving.
+stop_taking_jobs() {
+  if [ "$FORGE" = gitlab ]; then
+    # SIGQUIT: gitlab-runner takes no new job and exits once its running jobs are done
+    # (docs.gitlab.com/runner/commands/#signals).
+    kill -QUIT "$AGENT_PID" 2>/dev/null || true
+    log "idle: gitlab-runner stops taking jobs and finishes any it has"
+    wait "$AGENT_PID" 2>/dev/null || true
+    AGENT_PID=""
+    return 0
+  fi
+  # A stopped listener cannot take a job; one it has not acquired is offered to
+  # another runner, and one it has acquired already has its Runner.Worker.
+  pkill -STOP -u "$RUNNER_USER" -f 'Runner\.Listener' 2>/dev/null || true
+  if runner_busy; then
+    resume_listener
+    log "a job started as the idle timeout fired: serving it"
+    return 1
+  fi
+  return 0
 }
 
 watch_idle() {
@@ -177,8 +288,12 @@ watch_idle() {
       now=$(date +%s)
       # date +%s counts whole seconds: -gt makes the idle time at least the timeout.
       if [ $((now - last_active)) -gt "$IDLE_TIMEOUT_SECONDS" ]; then
-        power_off "idle for ${IDLE_TIMEOUT_SECONDS}s"
-        return 0
+        if stop_taking_jobs; then
+          power_off "idle for ${IDLE_TIMEOUT_SECONDS}s"
+          return 0
+        fi
+        last_active=$(date +%s)
+        busy_seen=1
       fi
     fi
     sleep "$POLL_SECONDS"
@@ -186,38 +301,126 @@ watch_idle() {
 }
 
 # The user-data (with the registration secret) is readable from the instance metadata
-# service: jobs, which run as RUNNER_USER, must not reach it.
+# service: jobs, which run as RUNNER_USER, must not reach it. No block, no runner.
 protect_metadata() {
   if [ "$(id -u "$RUNNER_USER")" = 0 ]; then
-    log "jobs run as root: they can read the instance metadata, registration secret included"
-    return 0
+    fail_closed "jobs would run as root and could read the instance metadata: use a non-root runner user"
   fi
-  if ! iptables -I OUTPUT -d 169.254.169.254 -m owner --uid-owner "$RUNNER_USER" -j REJECT; then
-    log "could not block the instance metadata service for $RUNNER_USER"
+  local address tool
+  for address in $METADATA_ADDRESSES; do
+    tool=iptables
+    if [[ $address == *:* ]]; then
+      tool=ip6tables
+    fi
+    if ! "$tool" -I OUTPUT -d "$address" -m owner --uid-owner "$RUNNER_USER" -j REJECT; then
+      fail_closed "could not block the instance metadata service ($address) for $RUNNER_USER with $tool"
+    fi
+  done
+}
+
+# The max-lifetime guard, independent of the idle watcher: shutdown -h +N from the
+# deadline saved at the first boot, re-armed at every boot (the systemd timer is a
+# second, persistent copy). A guard that cannot be armed means no runner.
+arm_lifetime() {
+  local deadline now
+  deadline=$(<"$STATE_DIR/deadline")
+  now=$(date +%s)
+  if [ "$now" -ge "$deadline" ]; then
+    fail_closed "max lifetime reached"
   fi
-  if ! ip6tables -I OUTPUT -d fd00:ec2::254 -m owner --uid-owner "$RUNNER_USER" -j REJECT; then
-    log "could not block the IPv6 instance metadata service for $RUNNER_USER"
+  # shutdown takes minutes: round up so the guard never fires early.
+  if ! shutdown -h "+$(((deadline - now + 59) / 60))" "cml-nb: max lifetime reached"; then
+    fail_closed "could not schedule the max-lifetime shutdown"
   fi
 }
 
 run_user_script() {
-  if [ -n "$USER_SCRIPT_B64" ]; then
+  if [ -n "$USER_SCRIPT_B64" ] && [ ! -e "$STATE_DIR/registered" ]; then
     log "running the user's startup script"
     printf '%s' "$USER_SCRIPT_B64" | base64 -d >/tmp/cml-nb-user-script.sh
     bash /tmp/cml-nb-user-script.sh
   fi
 }
 
-main() {
-  # cloud-init waits for user-data to finish: go on as a systemd unit instead, so the
-  # boot completes and the runner's log lands in the journal too.
-  if [ -z "${CML_NB_FOREGROUND:-}" ] && [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
-    exec systemd-run --unit=cml-nb-runner --collect --setenv=CML_NB_FOREGROUND=1 \
-      /bin/bash "$(readlink -f "$0")"
+write_units() {
+  local script="$STATE_DIR/startup.sh" when
+  when=$(date -u -d "@$1" '+%Y-%m-%d %H:%M:%S UTC')
+  mkdir -p "$SYSTEMD_DIR"
+  # FailureAction: a guard service that dies (killed, crashed) powers the machine off.
+  cat >"$SYSTEMD_DIR/cml-nb-runner.service" <<EOF
+[Unit]
+Description=cml-nb runner: metadata block, lifetime and idle guards, runner agent
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+ExecStart=/bin/bash $script --service
+FailureAction=poweroff
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  # Persistent: a deadline that passed while the machine was down fires at boot.
+  cat >"$SYSTEMD_DIR/cml-nb-runner-lifetime.timer" <<EOF
+[Unit]
+Description=cml-nb runner: max lifetime
+
+[Timer]
+OnCalendar=$when
+Persistent=true
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+EOF
+  cat >"$SYSTEMD_DIR/cml-nb-runner-lifetime.service" <<EOF
+[Unit]
+Description=cml-nb runner: max lifetime reached
+
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $script --lifetime-ended
+EOF
+  chmod 644 "$SYSTEMD_DIR"/cml-nb-runner*
+}
+
+# cloud-init keeps root-only copies of the user-data; the secret must not outlive the
+# first boot there (the metadata service keeps its own: see protect_metadata).
+forget_user_data() {
+  rm -f "$CLOUD_DIR"/instances/*/user-data.txt* "$CLOUD_DIR"/instances/*/scripts/part-* \
+    "$CLOUD_DIR"/instance/user-data.txt* "$CLOUD_DIR"/instance/scripts/part-*
+}
+
+first_boot() {
+  trap 'power_off "the first boot failed (see $LOG_FILE)"' ERR
+  log "first boot of runner $RUNNER_NAME for $FORGE"
+  local deadline=${EXPIRES_AT:-}
+  if [ -z "$deadline" ]; then
+    deadline=$(($(date +%s) + MAX_LIFETIME_SECONDS))
   fi
+  mkdir -p "$STATE_DIR"
+  chmod 700 "$STATE_DIR"
+  printf '%s\n' "$deadline" >"$STATE_DIR/deadline"
+  # The secret moves to a root-only file that the service removes once it has
+  # registered; the service's own copy of this script has no secret.
+  printf '%s' "$REGISTRATION" >"$STATE_DIR/registration"
+  REGISTRATION=""
+  sed "s/^REGISTRATION=.*/REGISTRATION=''/" "$(readlink -f "$0")" >"$STATE_DIR/startup.sh"
+  write_units "$deadline"
+  forget_user_data
+  systemctl daemon-reload
+  systemctl enable --now cml-nb-runner-lifetime.timer
+  systemctl enable cml-nb-runner.service
+  trap - ERR
+  # --no-block: cloud-init waits for user-data to finish; the boot must complete.
+  systemctl start --no-block cml-nb-runner.service
+}
+
+service() {
+  trap 'power_off "the runner service failed (see $LOG_FILE)"' ERR
   log "starting runner $RUNNER_NAME for $FORGE"
-  schedule_max_lifetime
-  trap 'power_off "the startup script failed (see $LOG_FILE)"' ERR
+  arm_lifetime
   check_gpu
   ensure_user
   protect_metadata
@@ -227,6 +430,14 @@ main() {
   start_agent
   trap - ERR
   watch_idle
+}
+
+main() {
+  case "${1:-}" in
+    --service) service ;;
+    --lifetime-ended) power_off "max lifetime reached" ;;
+    *) first_boot ;;
+  esac
 }
 
 main "$@"
