@@ -19,6 +19,7 @@ message on one line and exits with its ``exit_code``::
     │   ├── RateLimitedError (4)
     │   └── TargetNotFoundError (4)
     ├── StorageError (4)
+    │   └── OutputWriteError (4)   an output file could not be written (disk full)
     ├── CloudError (5)
     ├── SweepFailedError (1)
     └── RegressionError (6)
@@ -168,6 +169,10 @@ class StorageError(CmlNbError):
     """Images could not be stored where the report links them."""
 
     exit_code = EXIT_FORGE
+
+
+class OutputWriteError(StorageError):
+    """A run's executed notebook or record could not be written (disk full, permissions)."""
 
 
 class CloudError(CmlNbError):

@@ -12,12 +12,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cml_nb import environment
+from cml_nb import environment, kernels, masking, runlog
 from cml_nb import parameters as params_mod
 from cml_nb.errors import (
     CellTimeoutError,
@@ -25,11 +25,12 @@ from cml_nb.errors import (
     KernelNotFoundError,
     NotebookExecutionError,
     NotebookReadError,
+    OutputWriteError,
     RunInterruptedError,
 )
 from cml_nb.metrics import read_metrics
 from cml_nb.notebook import ERROR_MARKER_TAG as ERROR_MARKER_TAG  # re-export for old callers
-from cml_nb.notebook import INJECTED_TAG, cell_numbers, first_error
+from cml_nb.notebook import cell_numbers, first_error
 from cml_nb.notebook import strip_ansi as strip_ansi  # re-export for old callers
 from cml_nb.records import (
     FAILED,
@@ -40,22 +41,35 @@ from cml_nb.records import (
     CellError,
     CellTiming,
     RunRecord,
+    discard_stale,
 )
 from cml_nb.secrets import Scrubber, looks_secret, mask_parameters
 
 log = logging.getLogger(__name__)
 
 ENGINE_NAME = "cml-nb"
-_TEXT_MIMES = ("text/plain", "text/markdown", "text/html", "text/latex", "application/json")
 
 
 @dataclass
 class CellEvent:
-    """What hooks receive: the notebook as it stands and the cell concerned."""
+    """What hooks receive: the notebook as it stands and the cell concerned.
+
+    ``nb`` is the live, unmasked notebook: anything a hook shows or sends elsewhere
+    should come from :meth:`masked_nb`, masked exactly like the final notebook.
+    """
 
     kind: str  # "cell_start" or "cell_complete"
     index: int
     nb: Any
+    mask: Callable[[Any], Any] | None = None
+
+    def masked_nb(self) -> Any:
+        """A copy of the notebook so far with secrets masked as in the written notebook."""
+        if self.mask is None:
+            import copy
+
+            return copy.deepcopy(self.nb)
+        return self.mask(self.nb)
 
 
 Hook = Callable[[CellEvent], None]
@@ -68,10 +82,14 @@ class _Session:
     hooks: list[Hook] = field(default_factory=list)
     nb: Any = None
     current_index: int | None = None
+    mask: Callable[[Any], Any] | None = None
+    #: What the kernel replied when a cell failed without an error output (a
+    #: ``UsageError`` from an unknown ``%magic`` only prints to stderr).
+    failure: tuple[str, str, list[str]] | None = None
 
     def emit(self, kind: str, index: int) -> None:
         for hook in self.hooks:
-            hook(CellEvent(kind, index, self.nb))
+            hook(CellEvent(kind, index, self.nb, self.mask))
 
 
 def default_output(notebook: Path) -> Path:
@@ -105,18 +123,40 @@ def _engine_class() -> type:
     from papermill.engines import NBClientEngine, NotebookExecutionManager
 
     class Manager(NotebookExecutionManager):  # type: ignore[misc]
+        log_output: bool
+
         def __init__(self, nb: Any, session: _Session, **kwargs: Any) -> None:
             super().__init__(nb, output_path=None, **kwargs)
             self.session = session
             session.nb = self.nb
 
         def cell_start(self, cell: Any, cell_index: int | None = None, **kw: Any) -> None:
-            super().cell_start(cell, cell_index, **kw)
+            logging_on: bool = bool(self.log_output)
+            self.log_output = False
+            try:  # papermill's "Executing Cell N" counts its own injected cell: say ours
+                super().cell_start(cell, cell_index, **kw)
+            finally:
+                self.log_output = logging_on
+            if logging_on:
+                number = cell_numbers(self.nb).get(cell_index or 0)
+                logging.getLogger(runlog.PAPERMILL_LOGGER).info(runlog.cell_start_line(number))
             self.session.current_index = cell_index
             self.session.emit("cell_start", cell_index or 0)
 
+        def cell_exception(self, cell: Any, cell_index: int | None = None, **kw: Any) -> None:
+            super().cell_exception(cell, cell_index, **kw)
+            exc = kw.get("exception")
+            if exc is not None and getattr(exc, "ename", None):
+                traceback = str(getattr(exc, "traceback", "") or "").splitlines()
+                self.session.failure = (str(exc.ename), str(exc.evalue or ""), traceback)
+
         def cell_complete(self, cell: Any, cell_index: int | None = None, **kw: Any) -> None:
-            super().cell_complete(cell, cell_index, **kw)
+            logging_on: bool = bool(self.log_output)
+            self.log_output = False
+            try:  # "Ending Cell N" lines only repeat the (wrong) number
+                super().cell_complete(cell, cell_index, **kw)
+            finally:
+                self.log_output = logging_on
             self.session.emit("cell_complete", cell_index or 0)
 
     class Engine(NBClientEngine):  # type: ignore[misc]
@@ -151,87 +191,37 @@ def _register_engine() -> None:
         papermill_engines.register(ENGINE_NAME, _engine_class())
 
 
-_PAPERMILL_NOISE = ("Input Notebook", "Output Notebook", "Working directory")
-
-
-class _ScrubFilter(logging.Filter):
-    def __init__(self, scrubber: Scrubber) -> None:
-        super().__init__()
-        self.scrubber = scrubber
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if text.startswith(_PAPERMILL_NOISE):
-            return False
-        record.msg = self.scrubber.scrub(text)
-        record.args = ()
-        return True
-
-
-def _stream_cell_output(scrubber: Scrubber) -> logging.Handler:
-    """Send papermill's live cell output to stderr, with secrets masked."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.addFilter(_ScrubFilter(scrubber))
-    logger = logging.getLogger("papermill")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return handler
-
-
 def _cell_timings(nb: Any) -> list[CellTiming]:
     timings = []
+    numbers = cell_numbers(nb)
     for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
             continue
         meta = cell.get("metadata", {}).get("papermill", {})
+        count, duration = cell.get("execution_count"), meta.get("duration")
         timings.append(
-            CellTiming(
-                index, cell.get("execution_count"), meta.get("duration"), meta.get("status", "")
-            )
+            CellTiming(index, count, duration, meta.get("status", ""), numbers.get(index))
         )
     return timings
 
 
-def _mask_notebook(nb: Any, injected: Mapping[str, Any], scrubber: Scrubber) -> None:
-    """Hide secret parameter values in the injected cell, metadata and every text output."""
-    if any(looks_secret(name) for name in injected):
-        from papermill.translators import translate_parameters
-
-        masked = mask_parameters(injected)
-        kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
-        language = nb.metadata.get("language_info", {}).get("name", "python")
-        for cell in nb.cells:
-            if INJECTED_TAG in cell.get("metadata", {}).get("tags", ()):
-                cell.source = translate_parameters(kernel, language, masked, "Parameters")
-        nb.metadata.setdefault("papermill", {})["parameters"] = masked
-    for cell in nb.cells:
-        for output in cell.get("outputs", ()):
-            if "text" in output:
-                output["text"] = scrubber.scrub(_joined(output["text"]))
-            for key in ("evalue",):
-                if key in output:
-                    output[key] = scrubber.scrub(output[key])
-            if "traceback" in output:
-                output["traceback"] = [scrubber.scrub(line) for line in output["traceback"]]
-            data = output.get("data", {})
-            for mime in _TEXT_MIMES:
-                if isinstance(data.get(mime), str | list):
-                    data[mime] = scrubber.scrub(_joined(data[mime]))
-
-
-def _joined(text: str | list[str]) -> str:
-    return "".join(text) if isinstance(text, list) else text
-
-
-def _write_notebook(nb: Any, path: Path) -> None:
+def _write_notebook(nb: Any, path: Path, source: Path) -> None:
+    """Write the executed notebook whole, or leave no notebook that looks like this run's."""
     import nbformat
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(nbformat.writes(nb), encoding="utf-8")  # type: ignore[no-untyped-call]
-    tmp.replace(path)
+    from cml_nb.records import write_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, nbformat.writes(nb))  # type: ignore[no-untyped-call]
+    except OSError as exc:
+        stale = path.exists() and path.resolve() != source.resolve()
+        if stale:  # an earlier run's output would pass for this one's
+            path.unlink()
+        raise OutputWriteError(
+            f"cannot write the executed notebook {path}: {exc.strerror or exc}"
+            + (" (the previous run's notebook there was removed)" if stale else "")
+        ) from None
 
 
 def _now() -> str:
@@ -287,6 +277,13 @@ def run(
     if injected and params_mod.find_parameters_cell(nb) is None:
         log.warning("%s has no cell tagged 'parameters': injecting parameters at the top", source)
     scrubber = Scrubber(str(v) for k, v in injected.items() if looks_secret(k))
+    # A notebook saved without kernelspec metadata runs on the default kernel.
+    kernel_name = kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    language = kernels.notebook_language(nb)
+    if km is None:
+        kernels.check_kernel(kernel_name, language)
+    # From here on the previous run's record would pass for this one's if we stopped.
+    discard_stale(out_path.parent)
     # git and nvidia-smi take a while: probe them while the notebook runs.
     probe = ThreadPoolExecutor(max_workers=1)
     environment_future = probe.submit(environment.describe, source.parent)
@@ -298,34 +295,33 @@ def run(
     from papermill.exceptions import PapermillExecutionError
 
     _register_engine()
-    session = _Session(hooks=list(hooks or []))
-    handler = _stream_cell_output(scrubber) if log_output else None
+    session = _Session(
+        hooks=list(hooks or []),
+        mask=lambda live: masking.masked_copy(live, injected, scrubber),
+    )
+    manager_class = kernels.kernel_manager_class() if km is None else None
     status, message = SUCCEEDED, ""
     try:
-        papermill.execute_notebook(
-            nb,
-            None,
-            parameters=injected,
-            engine_name=ENGINE_NAME,
-            # A notebook saved without kernelspec metadata runs on the default kernel.
-            kernel_name=kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3",
-            language=nb.metadata.get("kernelspec", {}).get("language")
-            or nb.metadata.get("language_info", {}).get("name")
-            or "python",
-            cwd=str(cwd or source.parent.resolve()),
-            progress_bar=progress_bar,
-            log_output=log_output,
-            start_timeout=start_timeout,
-            execution_timeout=timeout,
-            allow_errors=keep_going,
-            cml_nb_session=session,
-            km=km,
-        )
-    except NoSuchKernel as exc:
-        raise KernelNotFoundError(
-            f"kernel {exc.name!r} is not installed: install it "
-            f"(python -m ipykernel install --user --name {exc.name}) or pass --kernel"
-        ) from None
+        with runlog.guarded(scrubber, stream=log_output):
+            papermill.execute_notebook(
+                nb,
+                None,
+                parameters=injected,
+                engine_name=ENGINE_NAME,
+                kernel_name=kernel_name,
+                language=language,
+                cwd=str(cwd or source.parent.resolve()),
+                progress_bar=progress_bar,
+                log_output=log_output,
+                start_timeout=start_timeout,
+                execution_timeout=timeout,
+                allow_errors=keep_going,
+                cml_nb_session=session,
+                km=km,
+                **({"kernel_manager_class": manager_class} if manager_class else {}),
+            )
+    except NoSuchKernel as exc:  # a spec removed between the check and the start
+        raise KernelNotFoundError(kernels.missing_kernel_message(exc.name, language)) from None
     except PapermillExecutionError:
         status = FAILED
     except NbCellTimeout:
@@ -338,41 +334,25 @@ def run(
         status, message = KERNEL_DIED, "the kernel died before it started"
     except KeyboardInterrupt:
         status, message = INTERRUPTED, "interrupted"
-    finally:
-        if handler is not None:
-            logging.getLogger("papermill").removeHandler(handler)
 
     executed = session.nb if session.nb is not None else nb
-    _mask_notebook(executed, injected, scrubber)  # before anything reads its errors
-    error = first_error(executed)
-    if error is None and status != SUCCEEDED and session.current_index is not None:
-        cell = executed.cells[session.current_index]
-        error = CellError(session.current_index, cell.get("execution_count"), status, message)
-    if status == FAILED and error is not None:
-        number = cell_numbers(executed).get(error.cell_index, error.cell_index)
-        where = f"cell {number}" + (
-            f" (In [{error.execution_count}])" if error.execution_count else ""
-        )
-        what = f"{error.ename}: {error.evalue}" if error.evalue else error.ename
-        if error.ename == "SystemExit":
-            what = f"called sys.exit({error.evalue})"
-        message = f"{where} raised {what}" if error.ename != "SystemExit" else f"{where} {what}"
-    elif status != SUCCEEDED and error is not None:
-        message = (
-            f"{message} (cell {cell_numbers(executed).get(error.cell_index, error.cell_index)})"
-        )
+    masking.mask_notebook(executed, injected, scrubber)  # before anything reads its errors
+    error = _failing_cell(executed, session, status, message) if status != SUCCEEDED else None
+    if error is not None:
+        error = CellError(**scrubber.scrub_data(asdict(error)))
+        message = _summary(executed, error, status, message)
 
-    _write_notebook(executed, out_path)
+    _write_notebook(executed, out_path, source)
     logged = read_metrics(executed)
     record = RunRecord(
         notebook=str(source),
         output=str(out_path),
         status=status,
         parameters=mask_parameters(injected),
-        metrics=logged["metrics"],
+        metrics=mask_parameters(logged["metrics"]),
         history=logged["history"],
-        logged_params=logged["params"],
-        error=error if status != SUCCEEDED else None,
+        logged_params=mask_parameters(logged["params"]),
+        error=error,
         message=scrubber.scrub(message),
         cells=_cell_timings(executed),
         duration=round(time.perf_counter() - clock, 3),
@@ -382,10 +362,47 @@ def run(
         environment=environment_future.result(),
     )
     probe.shutdown()
-    record.write(out_path.parent)
+    record.write(out_path.parent, scrubber)
     if raise_on_failure and not record.succeeded:
         raise failure_error(record)
     return record
+
+
+def _failing_cell(executed: Any, session: _Session, status: str, message: str) -> CellError | None:
+    """The cell that stopped the run: its error output, else what the kernel replied."""
+    error = first_error(executed)
+    if error is not None:
+        return error
+    # papermill marks the failing cell; its index moved if papermill added a banner.
+    index = next(
+        (
+            i
+            for i, cell in enumerate(executed.cells)
+            if (cell.get("metadata", {}).get("papermill", {}) or {}).get("exception") is True
+        ),
+        session.current_index,
+    )
+    if index is None or index >= len(executed.cells):
+        return None
+    count = executed.cells[index].get("execution_count")
+    if status == FAILED and session.failure is not None:
+        ename, evalue, traceback = session.failure
+        return CellError(
+            index, count, ename, strip_ansi(evalue), [strip_ansi(t) for t in traceback]
+        )
+    return CellError(index, count, status, message)
+
+
+def _summary(executed: Any, error: CellError, status: str, message: str) -> str:
+    """The one-line failure, e.g. `cell 3 (In [2]) raised ValueError: bad` (author numbering)."""
+    number = cell_numbers(executed).get(error.cell_index, error.cell_index)
+    if status != FAILED:
+        return f"{message} (cell {number})"
+    where = f"cell {number}" + (f" (In [{error.execution_count}])" if error.execution_count else "")
+    if error.ename == "SystemExit":
+        return f"{where} called sys.exit({error.evalue})"
+    what = f"{error.ename}: {error.evalue}" if error.evalue else error.ename
+    return f"{where} raised {what}"
 
 
 _ERRORS: dict[str, type[NotebookExecutionError]] = {

@@ -6,10 +6,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from cml_nb.errors import OutputWriteError
+
+if TYPE_CHECKING:
+    from cml_nb.secrets import Scrubber
 
 RUN_RECORD_NAME = "run.json"
 METRICS_NAME = "metrics.json"
@@ -37,12 +45,18 @@ class CellError:
 
 @dataclass
 class CellTiming:
-    """One code cell's execution time in seconds (None when it never ran)."""
+    """One code cell's execution time in seconds (None when it never ran).
+
+    ``cell_index`` counts the executed notebook's cells from 0 (papermill's added
+    cells included); ``number`` is the cell's 1-based number in the author's
+    notebook, the one every message shows (None for the injected parameters cell).
+    """
 
     cell_index: int
     execution_count: int | None
     duration: float | None
     status: str
+    number: int | None = None
 
 
 @dataclass
@@ -100,12 +114,33 @@ class RunRecord:
         known["cells"] = [CellTiming(**c) for c in known.get("cells", [])]
         return cls(**known)
 
-    def write(self, folder: Path) -> Path:
-        """Write ``run.json`` and ``metrics.json`` into ``folder``; returns run.json's path."""
-        folder.mkdir(parents=True, exist_ok=True)
+    def write(self, folder: Path, scrubber: Scrubber | None = None) -> Path:
+        """Write ``run.json`` and ``metrics.json`` into ``folder``; returns run.json's path.
+
+        The previous run's files go first and each new one lands whole (a temporary
+        file renamed into place), so a write that fails (a full disk) leaves no
+        record rather than an old one that looks like this run's. ``scrubber``
+        masks every string of both files.
+
+        Raises:
+            OutputWriteError: the folder cannot be written (nothing stale is left).
+        """
+        record, metrics = self.to_dict(), dict(self.metrics)
+        if scrubber is not None:
+            record, metrics = scrubber.scrub_data(record), scrubber.scrub_data(metrics)
         path = folder / RUN_RECORD_NAME
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
-        (folder / METRICS_NAME).write_text(json.dumps(self.metrics, indent=2) + "\n")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            discard_stale(folder)
+            # metrics.json first: run.json, the record later stages trust, comes last.
+            write_atomic(folder / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
+            write_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
+        except OSError as exc:
+            discard_stale(folder)
+            raise OutputWriteError(
+                f"cannot write the run record in {folder}: {exc.strerror or exc} "
+                "(no run.json is left there, so no later step reads an old one as this run's)"
+            ) from None
         return path
 
     @classmethod
@@ -114,3 +149,29 @@ class RunRecord:
         if path.is_dir():
             path = path / RUN_RECORD_NAME
         return cls.from_dict(json.loads(path.read_text()))
+
+
+def discard_stale(folder: Path) -> None:
+    """Remove a previous run's ``run.json`` and ``metrics.json`` from ``folder``."""
+    for name in (RUN_RECORD_NAME, METRICS_NAME):
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (temporary file, fsync, rename).
+
+    The temporary file is created with ``O_EXCL`` under a random name in the same
+    folder, so a symlink planted in a shared folder is never followed.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

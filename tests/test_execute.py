@@ -133,7 +133,7 @@ def test_interrupt_exit_130_and_notebook_saved(tmp_path: Path) -> None:
     assert proc.stderr is not None
     deadline = time.monotonic() + 60
     for line in proc.stderr:  # wait until the sleeping cell is running
-        if "Executing Cell 2" in line or time.monotonic() > deadline:
+        if "Executing cell 2" in line or time.monotonic() > deadline:
             break
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)

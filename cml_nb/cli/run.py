@@ -31,7 +31,9 @@ def timing_summary(record: Any, top: int = 5) -> str:
     )
     lines = [f"{record.status}: {len(record.cells)} code cells in {record.duration:.1f} s"]
     for cell in timed[:top]:
-        lines.append(f"  cell {cell.cell_index:>3}  {cell.duration:8.2f} s")
+        # The author's cell numbers, as in the log's "Executing cell N" and error messages.
+        name = f"cell {cell.number:>3}" if cell.number is not None else "parameters"
+        lines.append(f"  {name:<10}  {cell.duration:8.2f} s")
     return "\n".join(lines)
 
 

@@ -1,0 +1,138 @@
+"""Mask secrets in an executed notebook: every cell, every output, every MIME type, metadata.
+
+A token can reach a notebook in many shapes: a printed line, an exception, a
+DataFrame cell pandas cut to ``ghp_AbCdEfGh…``, a JSON or vendor-JSON output
+(plotly, Vega), JavaScript, SVG text, a widget's saved state, a ``log_param``
+value, or the injected parameters cell itself. Everything that is text is masked
+with one :class:`~cml_nb.secrets.Scrubber`; base64 binary images are the only
+data left as they are (their bytes are pixels, not text a reader sees).
+
+The same function masks the final notebook and each ``--live`` snapshot, so the
+first version a forge keeps is masked like the last.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from cml_nb.notebook import INJECTED_TAG
+from cml_nb.secrets import MASK, Scrubber, looks_secret, mask_parameters
+
+#: MIME types whose notebook data is base64 of binary bytes, not text.
+BINARY_MIMES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "application/pdf"}
+)
+
+
+def _node(value: Any) -> Any:
+    """Plain dicts back to nbformat nodes, so attribute access (``cell.metadata``) still works."""
+    from nbformat import from_dict
+
+    return from_dict(value) if isinstance(value, dict | list) else value  # type: ignore[no-untyped-call]
+
+
+def _joined(text: Any) -> Any:
+    return "".join(text) if isinstance(text, list) else text
+
+
+def _injected_source(nb: Any, masked: Mapping[str, Any]) -> str:
+    from papermill.translators import translate_parameters
+
+    meta = nb.get("metadata", {})
+    kernel = meta.get("kernelspec", {}).get("name", "python3")
+    language = meta.get("language_info", {}).get("name", "python")
+    return str(translate_parameters(kernel, language, dict(masked), "Parameters"))
+
+
+def _mask_output(output: Any, scrubber: Scrubber) -> None:
+    for key in ("text", "ename", "evalue"):
+        if key in output:
+            output[key] = scrubber.scrub(_joined(output[key]))
+    if "traceback" in output:
+        output["traceback"] = [scrubber.scrub(line) for line in output["traceback"]]
+    data = output.get("data")
+    if isinstance(data, dict):
+        for mime in list(data):
+            if mime in BINARY_MIMES and isinstance(data[mime], str | list):
+                continue
+            value = data[mime]
+            # A list is a multi-line text MIME (nbformat splits lines); anything else
+            # is a string or a JSON document (application/json, vendor JSON, widgets).
+            if isinstance(value, list):
+                data[mime] = scrubber.scrub(_joined(value))
+            else:
+                data[mime] = _node(scrubber.scrub_data(value))
+    if "metadata" in output:
+        output["metadata"] = _node(scrubber.scrub_data(output["metadata"]))
+
+
+def _mask_logged_params(output: Any) -> None:
+    """``log_param("api_key", ...)`` values are masked by name, like injected ones."""
+    from cml_nb.metrics import METRICS_MIME
+
+    payload = (output.get("data") or {}).get(METRICS_MIME)
+    if isinstance(payload, dict):
+        for section in ("params", "metrics"):
+            values = payload.get(section)
+            if isinstance(values, dict) and any(looks_secret(str(k)) for k in values):
+                payload[section] = mask_parameters(values)
+                text = output["data"].get("text/plain")
+                if isinstance(text, str | list):
+                    output["data"]["text/plain"] = _mask_named_lines(_joined(text), values)
+
+
+def _mask_named_lines(text: str, values: Mapping[str, Any]) -> str:
+    for name, value in values.items():
+        if looks_secret(str(name)):
+            text = text.replace(f"{name} = {value}", f"{name} = {MASK}")
+    return text
+
+
+def mask_notebook(nb: Any, injected: Mapping[str, Any], scrubber: Scrubber) -> None:
+    """Mask, in place, secret parameters and every credential anywhere in ``nb``.
+
+    Args:
+        nb: the executed notebook (nbformat node or plain dict).
+        injected: the parameters as injected; secret-looking names are shown ``***``
+            in the injected cell and the papermill metadata.
+        scrubber: knows the secret values (parameters, environment) and token formats.
+    """
+    masked = mask_parameters(injected)
+    secret_names = any(looks_secret(name) for name in injected)
+    for cell in nb.get("cells", ()):
+        tags = (cell.get("metadata", {}) or {}).get("tags", ()) or ()
+        if secret_names and INJECTED_TAG in tags:
+            cell["source"] = _injected_source(nb, masked)
+        if "source" in cell:
+            cell["source"] = scrubber.scrub(_joined(cell["source"]))
+        if "metadata" in cell:
+            cell["metadata"] = _node(scrubber.scrub_data(cell["metadata"]))
+        if "attachments" in cell:  # base64 images again, except text ones (SVG)
+            cell["attachments"] = _node(
+                {
+                    name: {
+                        mime: value if mime in BINARY_MIMES else scrubber.scrub_data(value)
+                        for mime, value in bundle.items()
+                    }
+                    for name, bundle in (cell["attachments"] or {}).items()
+                }
+            )
+        for output in cell.get("outputs", ()) or ():
+            _mask_logged_params(output)
+            _mask_output(output, scrubber)
+    meta = nb.get("metadata")
+    if meta is not None:
+        if secret_names:
+            meta.setdefault("papermill", {})["parameters"] = masked
+        # Widget state (metadata.widgets), papermill's records and anything else.
+        for key in list(meta):
+            meta[key] = _node(scrubber.scrub_data(meta[key]))
+
+
+def masked_copy(nb: Any, injected: Mapping[str, Any], scrubber: Scrubber) -> Any:
+    """A masked deep copy of ``nb`` (the original, still executing, is left alone)."""
+    snapshot = copy.deepcopy(nb)
+    mask_notebook(snapshot, injected, scrubber)
+    return snapshot

@@ -1,0 +1,118 @@
+"""What a run logs: papermill's and nbclient's records, masked, with cell output per line.
+
+One filter sits on the ``papermill`` logger for the whole run (nbclient logs through
+it too), whatever the verbosity, so every handler behind it (``--log-output``'s
+stream, ``-vv``'s root handler, a caller's own) sees masked text only:
+
+- cell output (``--log-output``) is held until a line is complete: a kernel may
+  flush a token in two writes, and neither half matches a token pattern alone;
+- nbclient's debug records of each cell's source and each raw message
+  (``-vv``) are logged without their content: the injected parameters cell and
+  outputs may hold secrets, and a raw chunk may be half a token;
+- papermill's "Executing Cell N" lines number cells as the author does (the
+  same numbers as the run's summary and error messages).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from cml_nb.secrets import Scrubber
+
+PAPERMILL_LOGGER = "papermill"
+_NOISE = ("Input Notebook", "Output Notebook", "Working directory")
+_STREAM_FUNC = "log_output_message"  # papermill.clientwrap's per-output logging
+_LINE_END = re.compile(r"[\r\n]")
+#: A line longer than this is logged in pieces (a kernel printing without newlines).
+MAX_PENDING = 1 << 20
+
+
+class RunLogFilter(logging.Filter):
+    """Masks every record of the run and re-cuts streamed cell output into lines."""
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        super().__init__()
+        self.scrubber = scrubber
+        self._pending: dict[int, str] = {}  # by level: stdout is INFO, stderr WARNING
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``record`` masked; False holds (or drops) it."""
+        if getattr(record, "cml_nb_done", False):
+            return True
+        text = record.getMessage()
+        if text.startswith(_NOISE):
+            return False
+        if record.funcName == _STREAM_FUNC:
+            lines = self._complete_lines(record.levelno, text)
+            if lines is None:
+                return False
+            text = lines
+        elif record.levelno <= logging.DEBUG:
+            text = _without_content(text)
+        record.msg, record.args = self.scrubber.scrub(text), ()
+        return True
+
+    def _complete_lines(self, level: int, text: str) -> str | None:
+        buffered = self._pending.pop(level, "") + text
+        ends = [m.end() for m in _LINE_END.finditer(buffered)]
+        cut = ends[-1] if ends else (len(buffered) if len(buffered) > MAX_PENDING else 0)
+        done, rest = buffered[:cut], buffered[cut:]
+        if rest:
+            self._pending[level] = rest
+        shown = done.rstrip("\r\n")
+        if not done or (not shown.strip() and "\n" not in done):
+            return None  # nothing complete yet, or only a carriage return
+        return shown
+
+    def flush(self, logger: logging.Logger) -> None:
+        """Log what is still held (output that never ended its line)."""
+        for level, text in sorted(self._pending.items()):
+            if text.strip():
+                logger.log(level, "%s", self.scrubber.scrub(text), extra={"cml_nb_done": True})
+        self._pending.clear()
+
+
+def _without_content(text: str) -> str:
+    # nbclient: "Executing cell:\n<source>" and "content: {<raw message>}".
+    if text.startswith("Executing cell:"):
+        source = text.partition("\n")[2]
+        return f"Executing cell ({source.count(chr(10)) + 1} lines; source not logged)"
+    if text.startswith("content: "):
+        return "content: (not logged: cell output may hold secrets)"
+    return text
+
+
+def cell_start_line(number: int | None) -> str:
+    """Papermill's "Executing Cell N" line, with the author's cell number."""
+    if number is None:
+        return "Executing the injected parameters cell"
+    return f"Executing cell {number}"
+
+
+@contextmanager
+def guarded(scrubber: Scrubber, *, stream: bool) -> Iterator[RunLogFilter]:
+    """Mask the ``papermill`` logger's records for the block; ``stream`` shows cell output."""
+    logger = logging.getLogger(PAPERMILL_LOGGER)
+    guard = RunLogFilter(scrubber)
+    logger.addFilter(guard)
+    saved: Mapping[str, Any] = {"level": logger.level, "propagate": logger.propagate}
+    handler: logging.Handler | None = None
+    if stream:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        yield guard
+    finally:
+        guard.flush(logger)
+        logger.removeFilter(guard)
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(saved["level"])
+            logger.propagate = saved["propagate"]
