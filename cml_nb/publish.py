@@ -327,76 +327,10 @@ __all__ = ["PR", "PublishResult", "context_for", "known_urls", "parse_target", "
            "render", "resolve_target"]  # fmt: skip
 
 
-class LivePublisher:
-    """An ``execute.run`` hook that keeps the report comment current while a run goes on.
+def __getattr__(name: str) -> Any:
+    # ``LivePublisher`` moved to ``cml_nb.live`` (it grew a request budget); old imports work.
+    if name == "LivePublisher":
+        from cml_nb.live import LivePublisher
 
-    After a cell completes, and at most once per ``interval`` seconds, the notebook
-    as it stands is reported and published (same marker as the final report, so the
-    final publish replaces it). Publishing happens on a worker thread that always
-    takes the latest snapshot, so the kernel never waits for the forge; a failed
-    live update is logged and skipped. Call ``close()`` before the final publish.
-    """
-
-    def __init__(self, interval: float, workdir: Path, **options: Any) -> None:
-        import threading
-
-        self.interval = max(float(interval), 1.0)
-        self.workdir = Path(workdir)
-        self.options = options
-        self.published = 0
-        self._last = float("-inf")
-        self._pending: tuple[Any, int, int] | None = None
-        self._wake = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._work, name="cml-nb-live", daemon=True)
-        self._thread.start()
-
-    def __call__(self, event: Any) -> None:
-        """The hook: snapshot the notebook when a cell completes and the interval passed."""
-        import copy
-        import time
-
-        if event.kind != "cell_complete" or event.nb is None:
-            return
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            return
-        self._last = now
-        cells = event.nb.cells
-        code = [i for i, c in enumerate(cells) if c.get("cell_type") == "code"]
-        done = sum(1 for i in code if i <= event.index)
-        with self._wake:
-            self._pending = (copy.deepcopy(event.nb), done, len(code))
-            self._wake.notify()
-
-    def _work(self) -> None:
-        while True:
-            with self._wake:
-                while self._pending is None and not self._closed:
-                    self._wake.wait()
-                if self._pending is None:
-                    return
-                snapshot, self._pending = self._pending, None
-            self._publish(*snapshot)
-
-    def _publish(self, nb: Any, done: int, total: int) -> None:
-        from cml_nb.errors import CmlNbError
-        from cml_nb.report import build_report, write_bundle
-
-        try:
-            report = build_report([nb])
-            report.title = f"{report.title} (running: {done} of {total} code cells done)"
-            report.status = "running"
-            folder = write_bundle(report, self.workdir / "live-report")
-            publish(folder, **self.options)
-            self.published += 1
-        except CmlNbError as error:
-            log.warning("live report update skipped: %s", error)
-
-    def close(self) -> None:
-        """Stop after the update in progress (no further live updates)."""
-        with self._wake:
-            self._closed = True
-            self._pending = None
-            self._wake.notify()
-        self._thread.join(timeout=120)
+        return LivePublisher
+    raise AttributeError(name)

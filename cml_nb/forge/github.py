@@ -151,6 +151,20 @@ class GitHubForge:
         self._login_known = True
         return self._login
 
+    def rate_status(self) -> tuple[int, int, int] | None:
+        """``(remaining, limit, reset epoch)`` from the latest answer's headers; None before one.
+
+        Reads what PyGithub kept from ``x-ratelimit-*``; sends no request. The lazy
+        repository has a requester of its own, so both are read: within one window the
+        lower ``remaining`` is the later answer.
+        """
+        seen = [(int(r.rate_limiting[0]), int(r.rate_limiting[1]), int(r.rate_limiting_resettime))
+                for r in (self._gh.requester, self._repo.requester) if r.rate_limiting[1] >= 0]  # fmt: skip
+        if not seen:
+            return None
+        newest = max(reset for _, _, reset in seen)
+        return min((s for s in seen if s[2] == newest), key=lambda s: s[0])
+
     def default_branch(self) -> str:
         """The repository's default branch."""
         return self._call("reading the repository", "read", lambda: self._repo.default_branch)
