@@ -8,6 +8,7 @@ written whatever happens: a failing cell, a timeout, a dead kernel or Ctrl-C.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ from cml_nb.errors import (
 )
 from cml_nb.metrics import read_metrics
 from cml_nb.notebook import ERROR_MARKER_TAG as ERROR_MARKER_TAG  # re-export for old callers
-from cml_nb.notebook import cell_numbers, first_error
+from cml_nb.notebook import cell_numbers, first_error, structure_problem
 from cml_nb.notebook import strip_ansi as strip_ansi  # re-export for old callers
 from cml_nb.records import (
     FAILED,
@@ -50,26 +51,32 @@ log = logging.getLogger(__name__)
 ENGINE_NAME = "cml-nb"
 
 
-@dataclass
 class CellEvent:
     """What hooks receive: the notebook as it stands and the cell concerned.
 
-    ``nb`` is the live, unmasked notebook: anything a hook shows or sends elsewhere
-    should come from :meth:`masked_nb`, masked exactly like the final notebook.
+    ``nb`` is a copy masked exactly like the written notebook (made on first access,
+    once per event): hooks show or send it elsewhere (``--live`` publishes it), and
+    the first version a forge keeps must be as masked as the last. ``live_nb`` is the
+    executing notebook itself, for hooks that only count cells.
     """
 
-    kind: str  # "cell_start" or "cell_complete"
-    index: int
-    nb: Any
-    mask: Callable[[Any], Any] | None = None
+    def __init__(
+        self, kind: str, index: int, live_nb: Any, mask: Callable[[Any], Any] | None = None
+    ) -> None:
+        self.kind = kind  # "cell_start" or "cell_complete"
+        self.index = index
+        self.live_nb = live_nb
+        self._mask = mask
+        self._masked: Any = None
 
-    def masked_nb(self) -> Any:
-        """A copy of the notebook so far with secrets masked as in the written notebook."""
-        if self.mask is None:
-            import copy
-
-            return copy.deepcopy(self.nb)
-        return self.mask(self.nb)
+    @property
+    def nb(self) -> Any:
+        """The notebook so far, secrets masked (None before papermill loaded it)."""
+        if self.live_nb is None or self._mask is None:
+            return self.live_nb
+        if self._masked is None:
+            self._masked = self._mask(self.live_nb)
+        return self._masked
 
 
 Hook = Callable[[CellEvent], None]
@@ -98,7 +105,7 @@ def default_output(notebook: Path) -> Path:
 
 
 def load_notebook(path: Path) -> Any:
-    """Read and validate a notebook, or fail with what is wrong with the file."""
+    """Read and check a notebook (nbformat 3 is upgraded), or fail with what is wrong."""
     import nbformat
 
     if not path.exists():
@@ -108,13 +115,29 @@ def load_notebook(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise NotebookReadError(f"cannot read {path}: {exc}") from exc
     try:
-        nb = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
-    except nbformat.reader.NotJSONError as exc:
-        raise NotebookReadError(f"{path} is not valid JSON: is it a notebook (.ipynb)?") from exc
-    except Exception as exc:  # nbformat raises several unrelated types for non-notebooks
-        raise NotebookReadError(f"{path} is not a Jupyter notebook: {exc}") from exc
-    if "cells" not in nb:
-        raise NotebookReadError(f"{path} is not a Jupyter notebook: it has no 'cells'")
+        data = json.loads(text)
+    except RecursionError:
+        raise NotebookReadError(f"{path} is nested too deeply to be a notebook") from None
+    except ValueError:
+        raise NotebookReadError(f"{path} is not valid JSON: is it a notebook (.ipynb)?") from None
+    version = data.get("nbformat") if isinstance(data, dict) else None
+    if version not in (3, 4):
+        found = f"nbformat {version}" if version is not None else "no nbformat version"
+        raise NotebookReadError(
+            f"{path} is not a Jupyter notebook cml-nb can run: it has {found} (3 and 4 work)"
+        )
+    problem = structure_problem(data) if version == 4 else None
+    if problem:
+        raise NotebookReadError(f"{path} is not a Jupyter notebook: {problem}")
+    try:
+        # from_dict: an upgraded nbformat 3 notebook keeps v3's node class otherwise,
+        # which papermill does not recognise as a notebook.
+        nb = nbformat.from_dict(nbformat.convert(nbformat.from_dict(data), 4))  # type: ignore[no-untyped-call]
+    except Exception as exc:  # nbformat's upgrade raises many types for odd v3 files
+        raise NotebookReadError(f"{path} is not a Jupyter notebook: {exc}") from None
+    problem = structure_problem(nb)
+    if problem:
+        raise NotebookReadError(f"{path} is not a Jupyter notebook: {problem}")
     return nb
 
 

@@ -68,26 +68,27 @@ def _mask_output(output: Any, scrubber: Scrubber) -> None:
         output["metadata"] = _node(scrubber.scrub_data(output["metadata"]))
 
 
-def _mask_logged_params(output: Any) -> None:
-    """``log_param("api_key", ...)`` values are masked by name, like injected ones."""
+def _logged_secrets(nb: Any, scrubber: Scrubber) -> None:
+    """Make values logged under secret-looking names known secrets, shown as ``***``.
+
+    ``log_param("api_key", v)`` (from a cml-nb older than the masking in log_param,
+    or ``log_metrics`` with such a name): ``v`` is then masked wherever else it shows.
+    """
     from cml_nb.metrics import METRICS_MIME
 
-    payload = (output.get("data") or {}).get(METRICS_MIME)
-    if isinstance(payload, dict):
-        for section in ("params", "metrics"):
-            values = payload.get(section)
-            if isinstance(values, dict) and any(looks_secret(str(k)) for k in values):
-                payload[section] = mask_parameters(values)
-                text = output["data"].get("text/plain")
-                if isinstance(text, str | list):
-                    output["data"]["text/plain"] = _mask_named_lines(_joined(text), values)
-
-
-def _mask_named_lines(text: str, values: Mapping[str, Any]) -> str:
-    for name, value in values.items():
-        if looks_secret(str(name)):
-            text = text.replace(f"{name} = {value}", f"{name} = {MASK}")
-    return text
+    for cell in nb.get("cells", ()):
+        for output in cell.get("outputs", ()) or ():
+            payload = (output.get("data") or {}).get(METRICS_MIME)
+            if not isinstance(payload, dict):
+                continue
+            for section in ("params", "metrics"):
+                values = payload.get(section)
+                if not isinstance(values, dict):
+                    continue
+                secret = [v for k, v in values.items() if looks_secret(str(k))]
+                if secret:
+                    scrubber.add(*(str(v) for v in secret if v not in (None, MASK)))
+                    payload[section] = mask_parameters(values)
 
 
 def mask_notebook(nb: Any, injected: Mapping[str, Any], scrubber: Scrubber) -> None:
@@ -101,6 +102,7 @@ def mask_notebook(nb: Any, injected: Mapping[str, Any], scrubber: Scrubber) -> N
     """
     masked = mask_parameters(injected)
     secret_names = any(looks_secret(name) for name in injected)
+    _logged_secrets(nb, scrubber)
     for cell in nb.get("cells", ()):
         tags = (cell.get("metadata", {}) or {}).get("tags", ()) or ()
         if secret_names and INJECTED_TAG in tags:
@@ -120,7 +122,6 @@ def mask_notebook(nb: Any, injected: Mapping[str, Any], scrubber: Scrubber) -> N
                 }
             )
         for output in cell.get("outputs", ()) or ():
-            _mask_logged_params(output)
             _mask_output(output, scrubber)
     meta = nb.get("metadata")
     if meta is not None:

@@ -70,8 +70,15 @@ def log_metric(name: str, value: Any, step: int | None = None) -> None:
 
 
 def log_param(name: str, value: Any) -> None:
-    """Record a parameter chosen inside the notebook (shown beside the injected ones)."""
+    """Record a parameter chosen inside the notebook (shown beside the injected ones).
+
+    A secret-looking name (``api_key``, ``db_password``...) is logged as ``***``.
+    """
     cleaned = value if isinstance(value, list | dict) else _clean(value)
+    from cml_nb.secrets import MASK, looks_secret
+
+    if looks_secret(str(name)):  # shown and recorded like a secret injected parameter
+        cleaned = MASK
     _emit({"params": {str(name): cleaned}}, f"param: {name} = {cleaned}")
 
 

@@ -61,3 +61,58 @@ def first_error(nb: Mapping[str, Any]) -> CellError | None:
                 traceback=[strip_ansi(line) for line in output.get("traceback") or []],
             )
     return None
+
+
+_CELL_TYPES = ("code", "markdown", "raw")
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(line, str) for line in value)
+    )
+
+
+def structure_problem(nb: Any) -> str | None:
+    """What makes ``nb`` (parsed JSON, nbformat 4) unusable as a notebook; None when fine.
+
+    Only the shape every stage relies on is checked (a list of cell objects with a
+    known type, text sources, output objects, object metadata), not nbformat's
+    whole schema: a notebook Jupyter opens runs and reports even when slightly off.
+    """
+    if not isinstance(nb, Mapping):
+        return "it is not a JSON object"
+    if "cells" not in nb:
+        return "it has no 'cells'"
+    if not isinstance(nb["cells"], list):
+        return "its 'cells' is not a list"
+    meta = nb.get("metadata", {})
+    if not isinstance(meta, Mapping):
+        return "its 'metadata' is not an object"
+    for key in ("kernelspec", "language_info", "widgets"):
+        if key in meta and not isinstance(meta[key], Mapping):
+            return f"its metadata.{key} is not an object"
+    for number, cell in enumerate(nb["cells"], start=1):
+        problem = _cell_problem(cell)
+        if problem:
+            return f"cell {number} {problem}"
+    return None
+
+
+def _cell_problem(cell: Any) -> str | None:
+    if not isinstance(cell, Mapping):
+        return "is not an object"
+    kind = cell.get("cell_type")
+    if kind not in _CELL_TYPES:
+        return f"has cell_type {kind!r}, not code, markdown or raw"
+    if not isinstance(cell.get("metadata", {}), Mapping):
+        return "has metadata that is not an object"
+    if not _is_text(cell.get("source", "")):
+        return "has a source that is not text"
+    outputs = cell.get("outputs", [])
+    if kind == "code" and not isinstance(outputs, list):
+        return "has outputs that are not a list"
+    if kind == "code" and any(
+        not isinstance(o, Mapping) or not isinstance(o.get("output_type"), str) for o in outputs
+    ):
+        return "has an output that is not an object with an output_type"
+    return None

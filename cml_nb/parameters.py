@@ -155,9 +155,16 @@ def _coerce(name: str, value: Any, spec: Declared) -> Any:
     else:
         ok = isinstance(value, expected)
     if not ok:
+        from cml_nb.secrets import MASK, Scrubber, looks_secret
+
+        # Errors reach CI logs: a secret parameter's value (or a token given to the
+        # wrong parameter) is never echoed, only its type.
+        secret = looks_secret(name)
+        shown = MASK if secret else Scrubber(include_env=False).scrub(repr(value))
+        example = MASK if secret else repr(default)
         raise ParameterError(
-            f"parameter {name!r} expects {expected.__name__} (default {default!r}), "
-            f"got {value!r} ({type(value).__name__}): pass e.g. -p {name} {default!r}"
+            f"parameter {name!r} expects {expected.__name__} (default {example}), "
+            f"got {shown} ({type(value).__name__}): pass e.g. -p {name} {example}"
         )
     return value
 
