@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from forge_emulator import scenarios
@@ -11,14 +12,73 @@ from forge_emulator import scenarios
 from cml_nb.errors import ConfigError, StorageError
 from cml_nb.storage import AssetData, get_storage
 from cml_nb.storage import available as storages
+from cml_nb.storage.s3 import object_url
+
+ACL_REFUSED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessControlListNotSupported</Code>'
+    b"<Message>The bucket does not allow ACLs</Message></Error>"
+)
+
+
+class OwnershipEnforced:
+    """S3 refusing ACLs on a bucket with Object Ownership "bucket owner enforced", as AWS does.
+
+    moto records the setting but still accepts ACLs; AWS answers 400
+    AccessControlListNotSupported (bucket-owner-full-control excepted):
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/about-object-ownership.html
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.enforced: set[str] = set()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        bucket, _, key = environ.get("PATH_INFO", "").lstrip("/").partition("/")
+        owner = environ.get("HTTP_X_AMZ_OBJECT_OWNERSHIP")
+        if environ["REQUEST_METHOD"] == "PUT" and not key and owner == "BucketOwnerEnforced":
+            self.enforced.add(bucket)
+        acl = environ.get("HTTP_X_AMZ_ACL")
+        if (environ["REQUEST_METHOD"] == "PUT" and key and bucket in self.enforced and acl
+                and acl != "bucket-owner-full-control"):  # fmt: skip
+            start_response("400 Bad Request", [("Content-Type", "application/xml"),
+                                               ("Content-Length", str(len(ACL_REFUSED)))])  # fmt: skip
+            return [ACL_REFUSED]
+        return self.app(environ, start_response)
+
+
+def _moto_server() -> Any:
+    from moto.moto_server import threaded_moto_server as threaded
+    from werkzeug.serving import make_server
+
+    class Server(threaded.ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = OwnershipEnforced(
+                threaded.DomainDispatcherApplication(threaded.create_backend_app)
+            )
+            self._server = make_server(self._ip_address, self._port, app, True,
+                                       request_handler=threaded.MotoRequestHandler)  # fmt: skip
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return Server(ip_address="127.0.0.1", port=0, verbose=False)
+
+
+def _public_read_policy(bucket: str) -> str:
+    import json
+
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*"}]})  # fmt: skip
 
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's S3 in server mode on 127.0.0.1, with a bucket; yields its endpoint."""
-    from moto.server import ThreadedMotoServer
+    """moto's S3 in server mode on 127.0.0.1; yields its endpoint.
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    Bucket ``reports`` is made as AWS makes new buckets (ACLs disabled), ``legacy``
+    with ACLs enabled, ``eu-reports`` in eu-west-1 and ``reports.example.com`` dotted.
+    """
+    server = _moto_server()
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
@@ -30,7 +90,18 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     import boto3
 
-    boto3.client("s3").create_bucket(Bucket="reports")
+    # moto keeps its backends per process: start from nothing, as a fresh account would.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"),
+                           timeout=10).close()  # fmt: skip
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="reports", ObjectOwnership="BucketOwnerEnforced")
+    client.create_bucket(Bucket="legacy", ObjectOwnership="ObjectWriter")
+    client.create_bucket(Bucket="reports.example.com", ObjectOwnership="BucketOwnerEnforced")
+    client.create_bucket(Bucket="eu-reports", ObjectOwnership="BucketOwnerEnforced",
+                         CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})  # fmt: skip
+    for bucket in ("reports", "reports.example.com", "eu-reports"):
+        # With ACLs disabled, reads are granted by bucket policy, as docs/publish.md says.
+        client.put_bucket_policy(Bucket=bucket, Policy=_public_read_policy(bucket))
     try:
         yield endpoint
     finally:
@@ -53,19 +124,103 @@ def _get(url: str) -> bytes:
         return bytes(response.read())
 
 
-def test_s3_public_read_uploads_once_and_links_readable_objects(s3):
+def _public(bucket: str, key: str) -> bool:
+    import boto3
+
+    acl = boto3.client("s3").get_object_acl(Bucket=bucket, Key=key)
+    return any(g["Grantee"].get("URI", "").endswith("AllUsers") for g in acl["Grants"])
+
+
+def test_s3_new_bucket_takes_images_without_an_acl_once(s3):
+    # A bucket as AWS makes it today refuses every ACL; cml-nb sends none unless asked.
     storage = get_storage("s3://reports/ci/images", forge=None)
     assets = _assets(1, 2)
     first = storage.store(assets, known={})
     assert sorted(first.uploaded) == sorted(assets) and first.reused == []
     for name, url in first.urls.items():
         assert url.startswith(f"{s3}/reports/ci/images/") and _get(url) == assets[name].data
-    import boto3
-
-    acl = boto3.client("s3").get_object_acl(Bucket="reports", Key=f"ci/images/{next(iter(assets))}")
-    assert any(g["Grantee"].get("URI", "").endswith("AllUsers") for g in acl["Grants"])
+        assert not _public("reports", f"ci/images/{name}")
     second = storage.store(assets, known={})
     assert second.uploaded == [] and sorted(second.reused) == sorted(assets)
+
+
+def test_s3_acl_is_sent_only_when_asked(s3):
+    assets = _assets(6)
+    (name,) = assets
+    get_storage("s3://legacy/pub?acl=public-read", forge=None).store(assets, known={})
+    assert _public("legacy", f"pub/{name}")
+    with pytest.raises(StorageError, match="ACLs disabled") as caught:
+        get_storage("s3://reports/pub?acl=public-read", forge=None).store(assets, known={})
+    assert "bucket policy" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_s3_acl_flag_and_bad_values(s3, forge_emulator, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cml_nb.cli import main
+
+    monkeypatch.setenv("CML_NB_GITHUB_WRITE_INTERVAL", "0")
+    s = scenarios.github(forge_emulator, tmp_path)
+    folder = scenarios.bundle(tmp_path / "b", images=1)
+    for name, value in s.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    ok = CliRunner().invoke(main, ["publish", str(folder), "--storage", "s3://legacy/r",
+                                   "--s3-acl", "public-read"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    refused = CliRunner().invoke(main, ["publish", str(folder), "--storage", "s3://reports/r",
+                                        "--s3-acl", "public-read"])  # fmt: skip
+    assert refused.exit_code == 4 and "ACLs disabled" in refused.output
+    with pytest.raises(StorageError, match="public-read"):
+        get_storage("s3://reports/r?acl=world", forge=None)
+    no_s3 = CliRunner().invoke(main, ["publish", str(folder), "--s3-acl", "public-read"])
+    assert no_s3.exit_code == 4 and "--s3-acl" in no_s3.output
+
+
+def test_s3_links_use_the_buckets_own_region(s3):
+    storage = get_storage("s3://eu-reports/r", forge=None)  # the client says us-east-1
+    stored = storage.store(_assets(7), known={})
+    assert storage.region() == "eu-west-1"
+    (url,) = stored.urls.values()
+    assert _get(url) == scenarios.png(7)
+
+
+def test_s3_dotted_bucket_names_link_and_presign(s3):
+    stored = get_storage("s3://reports.example.com/r", forge=None).store(_assets(8), known={})
+    (url,) = stored.urls.values()
+    assert url.startswith(f"{s3}/reports.example.com/r/") and _get(url) == scenarios.png(8)
+    signed = get_storage("s3://reports.example.com/p?presign=60", forge=None)
+    (link,) = signed.store(_assets(9), known={}).urls.values()
+    assert "/reports.example.com/p/" in link and _get(link) == scenarios.png(9)
+
+
+@pytest.mark.parametrize(
+    ("bucket", "region", "url"),
+    [
+        ("reports", "us-east-1", "https://reports.s3.us-east-1.amazonaws.com/k/a%20b.png"),
+        ("reports", "eu-west-1", "https://reports.s3.eu-west-1.amazonaws.com/k/a%20b.png"),
+        ("a.b.c", "eu-west-1", "https://s3.eu-west-1.amazonaws.com/a.b.c/k/a%20b.png"),
+        ("reports", "cn-north-1", "https://reports.s3.cn-north-1.amazonaws.com.cn/k/a%20b.png"),
+    ],
+)
+def test_object_urls_on_aws(bucket, region, url):
+    assert object_url(bucket, "k/a b.png", region) == url
+
+
+def test_only_images_are_uploaded(s3, forge_emulator, tmp_path, monkeypatch):
+    import boto3
+
+    page = AssetData("0" * 64 + ".png", b"<script>alert(1)</script>", "text/html")
+    with pytest.raises(StorageError, match="text/html"):
+        get_storage("s3://reports/x", forge=None).store({page.name: page}, known={})
+    assert boto3.client("s3").list_objects_v2(Bucket="reports").get("KeyCount") == 0
+    s = scenarios.gitlab(forge_emulator)
+    from cml_nb.forge import get_forge
+
+    forge = get_forge("gitlab", "grp/proj", token=s.token, api_url=forge_emulator.gitlab_api)
+    with pytest.raises(StorageError, match="only images"):
+        get_storage("gitlab-uploads", forge).store({page.name: page}, known={})
+    assert s.repo.uploads == []
 
 
 def test_s3_presigned_urls_state_their_expiry(s3):
@@ -141,3 +296,16 @@ def test_github_branch_with_a_custom_branch_adds_only_new_images(
     tip = s.repo.git.refs["heads/report-images"]
     assert len(s.repo.git.flat_files(s.repo.git.commits[tip]["tree"])) == 3
     assert "[skip ci]" in s.repo.git.commits[tip]["message"]
+
+
+def test_github_branch_refuses_the_default_branch(forge_emulator, tmp_path, monkeypatch):
+    monkeypatch.setenv("CML_NB_GITHUB_WRITE_INTERVAL", "0")
+    from cml_nb.forge import get_forge
+
+    s = scenarios.github(forge_emulator, tmp_path)
+    forge = get_forge("github", "octo/demo", token=s.token, api_url=forge_emulator.github_api)
+    before = s.repo.git.refs["heads/main"]
+    with pytest.raises(StorageError, match="default branch") as caught:
+        get_storage("github-branch:main", forge).store(_assets(1), known={})
+    assert "github-branch:cml-nb-assets" in str(caught.value)
+    assert s.repo.git.refs["heads/main"] == before

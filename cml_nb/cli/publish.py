@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class CheckMode(click.ParamType):
+if TYPE_CHECKING:  # click.ParamType is generic only in click >= 8.2
+    _ParamType = click.ParamType[Any]
+else:
+    _ParamType = click.ParamType
+
+
+class CheckMode(_ParamType):
     """``--check`` alone (or ``true`` in config) is ``optional``; ``--check=required`` is fatal."""
 
     name = "optional|required"
@@ -82,6 +88,9 @@ def publish_options(func: F) -> F:
 @click.option(
     "--dry-run", is_flag=True, help="Print what would be posted and where; write nothing."
 )
+@click.option("--s3-acl", metavar="ACL",
+              help="Canned ACL for s3:// images, e.g. public-read (default: none; new buckets "
+                   "refuse ACLs, so grant reads by bucket policy). Same as ?acl=ACL.")  # fmt: skip
 def command(
     report_dir: Path,
     target: str,
@@ -94,6 +103,7 @@ def command(
     token: str | None,
     api_url: str | None,
     dry_run: bool,
+    s3_acl: str | None,
 ) -> None:
     """Post REPORT_DIR (made by `cml-nb report`) as a comment that later runs update.
 
@@ -103,7 +113,9 @@ def command(
     permissions per forge: see docs/publish.md. Exit code 4: the forge refused.
     """
     from cml_nb.publish import publish
+    from cml_nb.storage.s3 import with_acl
 
+    storage = with_acl(storage or "", s3_acl) or None
     result = publish(
         report_dir, forge=forge, repo=repo, target=target, token=token, api_url=api_url,
         storage=storage, marker=marker, new=new, check=check, dry_run=dry_run,

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from cml_nb.errors import StorageError
+
 #: The only content types a backend may host: raster images and SVG (sanitised first,
 #: by cml_nb.report.trust). Anything else served from a public bucket or a forge could
 #: be a page (text/html) that runs script on that host.
@@ -19,6 +21,21 @@ class AssetData:
     name: str
     data: bytes
     mime: str
+
+
+def require_image(asset: AssetData) -> str:
+    """The asset's content type when it is an allowed image type; every backend checks.
+
+    Raises:
+        StorageError: any other type (``text/html`` served from a bucket runs script there).
+    """
+    mime = asset.mime.split(";")[0].strip().lower()
+    if mime not in IMAGE_TYPES:
+        raise StorageError(
+            f"refusing to host {asset.name} as {asset.mime!r}: only images "
+            f"({', '.join(sorted(IMAGE_TYPES))}) are uploaded"
+        )
+    return mime
 
 
 @dataclass

@@ -7,6 +7,10 @@ same repository keeps images as private as the code: links of the form
 private repository (GitHub redirects them to a short-lived raw URL) and for
 everyone on a public one. Files are named by content hash, so publishing an
 unchanged report commits nothing; all new images go in one commit.
+
+The branch must be one of its own: the default branch is refused (images would land
+on the code everyone builds), and so is a branch the driver reports as protected
+(drivers may offer ``branch_protected(branch) -> bool``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cml_nb.errors import StorageError
-from cml_nb.storage.base import AssetData, Stored
+from cml_nb.storage.base import AssetData, Stored, require_image
 
 DEFAULT_BRANCH = "cml-nb-assets"
 
@@ -34,11 +38,24 @@ class GitHubBranch:
         self.forge = forge
         self.branch = branch or DEFAULT_BRANCH
 
+    def _refuse_shared_branch(self) -> None:
+        default = self.forge.default_branch()
+        protected = getattr(self.forge, "branch_protected", None)
+        if self.branch == default or (protected is not None and protected(self.branch)):
+            what = "default" if self.branch == default else "protected"
+            raise StorageError(
+                f"refusing to commit report images to {self.branch!r}, the repository's {what} "
+                f"branch: use a branch of their own, e.g. --storage github-branch:{DEFAULT_BRANCH}"
+            )
+
     def store(self, assets: Mapping[str, AssetData], *, known: Mapping[str, str]) -> Stored:
         """Commit the images the branch lacks (one commit), and link all of them."""
         stored = Stored()
         if not assets:
             return stored
+        for asset in assets.values():
+            require_image(asset)  # before anything is sent
+        self._refuse_shared_branch()
         present = self.forge.list_files(self.branch) or set()
         missing = {name: a.data for name, a in assets.items() if name not in present}
         if missing:

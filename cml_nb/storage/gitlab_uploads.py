@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cml_nb.errors import StorageError
-from cml_nb.storage.base import AssetData, Stored
+from cml_nb.storage.base import AssetData, Stored, require_image
 
 
 class GitLabUploads:
@@ -30,6 +30,8 @@ class GitLabUploads:
     def store(self, assets: Mapping[str, AssetData], *, known: Mapping[str, str]) -> Stored:
         """Upload images the previous comment does not already link."""
         stored = Stored()
+        for asset in assets.values():
+            require_image(asset)  # before anything is sent
         for name, asset in assets.items():
             if name in known:
                 stored.urls[name] = known[name]
