@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,20 +56,54 @@ def _ci_repository(forge: str | None) -> str | None:
     return os.environ.get("GITHUB_REPOSITORY")
 
 
+@dataclass(frozen=True)
+class CloudTarget:
+    """``--cloud`` and where in it: built into a cloud client only when a command runs."""
+
+    cloud: str
+    region: str | None
+    options: dict[str, str | None]
+
+    def connect(self) -> Any:
+        """The cloud client (a ``cml_nb.runner.clouds.Cloud``)."""
+        from cml_nb.runner import get_cloud
+
+        return get_cloud(self.cloud, self.region, **self.options)
+
+
 def cloud_options(func: F) -> F:
-    """``--cloud``, ``--region``, and the forge credentials used to check runners."""
+    """``--cloud`` and where in it (passed on as ``target``), and the forge credentials."""
     decorators = [
-        click.option("--cloud", type=click.Choice(["aws"]), default="aws", show_default=True,
-                     help="Cloud to run the instance in."),
-        click.option("--region", help="Cloud region (default: AWS_REGION or AWS_DEFAULT_REGION)."),
+        click.option("--cloud", default="aws", show_default=True,
+                     help="Cloud to run the machine in: aws, gcp or azure."),
+        click.option("--region", help="Region (AWS: default AWS_REGION; GCP: default from --zone "
+                     "or CLOUDSDK_COMPUTE_REGION; Azure: the location, e.g. westeurope)."),
+        click.option("--zone", help="GCP zone to try first, e.g. us-central1-a (the region's "
+                     "other zones follow when it has no capacity)."),
+        click.option("--project", help="GCP project (default GOOGLE_CLOUD_PROJECT, then the "
+                     "credentials' project)."),
+        click.option("--subscription", help="Azure subscription id (default AZURE_SUBSCRIPTION_ID)."),
+        click.option("--resource-group", help="Azure resource group for the VMs (default "
+                     "AZURE_RESOURCE_GROUP)."),
         click.option("--token", help="Forge token (default: GITHUB_TOKEN/GH_TOKEN or "
                      "GITLAB_TOKEN, then REPO_TOKEN). It must administer the repository's runners."),
         click.option("--api-url", help="Forge API root: GitHub's (default GITHUB_API_URL) or "
                      "the GitLab instance (default CI_SERVER_URL)."),
     ]  # fmt: skip
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        target = CloudTarget(
+            kwargs.pop("cloud"),
+            kwargs.pop("region"),
+            {name: kwargs.pop(name) for name in ("zone", "project", "subscription",
+                                                 "resource_group")},
+        )  # fmt: skip
+        return func(*args, target=target, **kwargs)
+
     for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+        wrapper = decorator(wrapper)
+    return wrapper  # type: ignore[return-value]
 
 
 def _sigterm_as_interrupt() -> None:
@@ -77,16 +113,6 @@ def _sigterm_as_interrupt() -> None:
 
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGTERM, handler)
-
-
-def _cloud(cloud: str, region: str | None) -> Any:
-    from cml_nb.errors import ConfigError
-    from cml_nb.runner import get_cloud
-
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise ConfigError("no AWS region: pass --region (e.g. us-west-2) or export AWS_REGION")
-    return get_cloud(cloud, region)
 
 
 def _forge_options(forge: str, token: str | None, api_url: str | None) -> dict[str, Any]:
@@ -126,9 +152,9 @@ def command(ctx: click.Context) -> None:
     """Cloud GPU runners for CI: launch one, list them, stop one, clean up leaks.
 
     \b
-    A runner is an EC2 instance that registers with GitHub Actions or GitLab CI,
-    runs jobs with the given labels, and terminates itself when idle for
-    --idle-timeout or after --max-lifetime. Run 'cml-nb runner cleanup' on a
+    A runner is a cloud machine (--cloud aws, gcp or azure) that registers
+    with GitHub Actions or GitLab CI, runs jobs with the given labels, and
+    terminates itself when idle for --idle-timeout or after --max-lifetime. Run 'cml-nb runner cleanup' on a
     schedule: it terminates instances whose lifetime ended or whose runner is
     gone. See docs/runners.md.
     """
@@ -153,13 +179,15 @@ def command(ctx: click.Context) -> None:
     "(default: GITHUB_REPOSITORY or CI_PROJECT_PATH).",
 )
 @cloud_options
-@click.option("--instance-type", help="EC2 instance type, e.g. g5.xlarge.")
+@click.option("--instance-type", help="Machine type: EC2 g5.xlarge, GCP g2-standard-8 or "
+              "n1-standard-8+nvidia-tesla-t4[:count], Azure Standard_NC4as_T4_v3.")  # fmt: skip
 @click.option(
     "--size",
     type=click.Choice(["s", "m", "l", "xl"]),
     help="Generic size (m: 1 GPU, l: 4, xl: 8); see docs/runners.md.",
 )
-@click.option("--gpu", help="GPU shorthand: none, t4, a10g, l4, l40s, v100, a100, h100.")
+@click.option("--gpu", help="GPU shorthand: none, t4, a10g/a10, l4, l40s, v100, a100, h100 "
+              "(per cloud: see docs/runners.md).")  # fmt: skip
 @click.option(
     "--labels",
     default="cml-gpu",
@@ -184,11 +212,14 @@ def command(ctx: click.Context) -> None:
     "--single", is_flag=True, help="Run one job, then terminate (GitHub: a single-use JIT runner)."
 )
 @click.option("--spot", is_flag=True, help="Use a spot instance.")
-@click.option("--spot-price", help="Most to pay per hour for spot (default: on-demand price).")
+@click.option("--spot-price", help="Most to pay per hour for spot (AWS and Azure; default: "
+              "the on-demand price).")  # fmt: skip
 @click.option(
     "--spot-fallback", is_flag=True, help="Launch on demand when no zone has spot capacity."
 )
-@click.option("--ami", help="Image id (default: AWS's Deep Learning Base AMI with NVIDIA drivers).")
+@click.option("--image", "--ami", "ami", help="Image: an AWS AMI id, a GCP image or family "
+              "(projects/P/global/images/family/F), an Azure URN (publisher:offer:sku:version). "
+              "Default: the cloud's image with NVIDIA drivers.")  # fmt: skip
 @click.option(
     "--disk-gb",
     type=click.IntRange(8, 16384),
@@ -196,7 +227,8 @@ def command(ctx: click.Context) -> None:
     show_default=True,
     help="Root volume size.",
 )
-@click.option("--subnet", help="Subnet id (default: the default VPC, trying every zone).")
+@click.option("--subnet", help="Subnet: AWS subnet id, GCP subnetwork, Azure subnet resource "
+              "id (default: the default network; Azure: a new one per runner).")  # fmt: skip
 @click.option(
     "--security-group", "security_groups", multiple=True, help="Security group id (repeatable)."
 )
@@ -221,8 +253,7 @@ def command(ctx: click.Context) -> None:
 def launch(
     forge: str | None,
     repository: str | None,
-    cloud: str,
-    region: str | None,
+    target: CloudTarget,
     token: str | None,
     api_url: str | None,
     instance_type: str | None,
@@ -269,7 +300,7 @@ def launch(
     if spot_price and not spot:
         raise ConfigError("--spot-price needs --spot")
     request = lifecycle.LaunchRequest(
-        instance_type=resolve_instance_type(instance_type, size=size, gpu=gpu),
+        instance_type=resolve_instance_type(instance_type, size=size, gpu=gpu, cloud=target.cloud),
         labels=tuple(label.strip() for label in labels.split(",") if label.strip()),
         idle_timeout_s=idle_timeout,
         max_lifetime_s=max_lifetime,
@@ -292,10 +323,10 @@ def launch(
     runners = get_forge(
         forge, repository or _ci_repository(forge) or "", **_forge_options(forge, token, api_url)
     )
-    ec2 = _cloud(cloud, region)
+    cloud = target.connect()
     _sigterm_as_interrupt()
     result = lifecycle.launch(
-        request, ec2, runners, progress=lambda line: click.echo(line, err=True)
+        request, cloud, runners, progress=lambda line: click.echo(line, err=True)
     )
     instance = result.instance
     click.echo(
@@ -313,14 +344,14 @@ def launch(
 @cloud_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_command(
-    cloud: str, region: str | None, token: str | None, api_url: str | None, as_json: bool
+    target: CloudTarget, token: str | None, api_url: str | None, as_json: bool
 ) -> None:
     """List runner instances with their state, age, expiry and forge status."""
     from dataclasses import asdict
 
     from cml_nb.runner import lifecycle
 
-    views = lifecycle.list_runners(_cloud(cloud, region), _resolver(token, api_url))
+    views = lifecycle.list_runners(target.connect(), _resolver(token, api_url))
     if as_json:
         click.echo(json.dumps([asdict(v) for v in views], indent=2))
         return
@@ -345,14 +376,12 @@ def list_command(
 @cloud_options
 @click.option("--force", is_flag=True, help="Stop it even while it runs a job.")
 def stop(
-    name: str, cloud: str, region: str | None, token: str | None, api_url: str | None, force: bool
+    name: str, target: CloudTarget, token: str | None, api_url: str | None, force: bool
 ) -> None:
     """Unregister runner NAME from its forge, then terminate its instance."""
     from cml_nb.runner import lifecycle
 
-    for action in lifecycle.stop(
-        _cloud(cloud, region), _resolver(token, api_url), name, force=force
-    ):
+    for action in lifecycle.stop(target.connect(), _resolver(token, api_url), name, force=force):
         click.echo(str(action))
 
 
@@ -382,8 +411,7 @@ def stop(
 )
 @click.option("--dry-run", is_flag=True, help="Print what would be done, do nothing.")  # fmt: skip
 def cleanup(
-    cloud: str,
-    region: str | None,
+    target: CloudTarget,
     token: str | None,
     api_url: str | None,
     forge: str | None,
@@ -416,7 +444,7 @@ def cleanup(
             )
         scope = lifecycle.Scope(forge, repository)
     actions = lifecycle.cleanup(
-        _cloud(cloud, region),
+        target.connect(),
         _resolver(token, api_url),
         scope=scope,
         grace_s=grace,

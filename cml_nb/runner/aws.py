@@ -16,20 +16,35 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from cml_nb.errors import CloudError, ConfigError, MissingDependencyError
+from cml_nb.runner.clouds import (
+    TAG_EXPIRES,
+    TAG_FORGE,
+    TAG_LABELS,
+    TAG_REPOSITORY,
+    TAG_RUNNER,
+    Instance,
+    InstanceTypeInfo,
+    LaunchSpec,
+    refuse_options,
+)
 from cml_nb.secrets import Scrubber
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "TAG_EXPIRES",
+    "TAG_FORGE",
+    "TAG_LABELS",
+    "TAG_REPOSITORY",
+    "TAG_RUNNER",
+    "Ec2",
+    "Instance",
+    "InstanceTypeInfo",
+    "LaunchSpec",
+]
 
-TAG_RUNNER = "cml-nb:runner"
-TAG_EXPIRES = "cml-nb:expires"
-TAG_FORGE = "cml-nb:forge"
-TAG_REPOSITORY = "cml-nb:repository"
-TAG_LABELS = "cml-nb:labels"
+log = logging.getLogger(__name__)
 
 #: States in which an instance costs money and may need cleaning up.
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
@@ -64,72 +79,6 @@ DEFAULT_AMI_PARAMETERS = {
 }
 
 
-@dataclass(frozen=True)
-class InstanceTypeInfo:
-    """What the runner needs to know about an instance type."""
-
-    name: str
-    gpus: int
-    gpu_name: str
-    architecture: str  # x86_64 or arm64
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """One runner instance to create.
-
-    Attributes:
-        name: the runner's name (tag ``Name`` and ``cml-nb:runner``).
-        instance_type: an EC2 instance type, already checked.
-        ami: the image id.
-        user_data: the startup script (secret: never logged).
-        tags: every tag, including the ``cml-nb:*`` ones.
-        disk_gb: root volume size.
-        subnet: launch into this subnet (its zone) instead of trying every zone.
-        security_groups: security group ids.
-        spot: ask for a spot instance.
-        spot_price: the most to pay per hour (default: the on-demand price).
-        spot_fallback: launch on demand when no zone has spot capacity.
-    """
-
-    name: str
-    instance_type: str
-    ami: str
-    user_data: str = field(repr=False)
-    tags: Mapping[str, str]
-    disk_gb: int = 100
-    subnet: str | None = None
-    security_groups: tuple[str, ...] = ()
-    spot: bool = False
-    spot_price: str | None = None
-    spot_fallback: bool = False
-
-
-@dataclass(frozen=True)
-class Instance:
-    """An instance that cml-nb launched, as EC2 describes it."""
-
-    id: str
-    name: str
-    state: str
-    instance_type: str
-    launch_time: datetime
-    zone: str
-    spot: bool
-    tags: Mapping[str, str]
-
-    @property
-    def expires(self) -> datetime | None:
-        """When its max lifetime ends (from the ``cml-nb:expires`` tag)."""
-        raw = self.tags.get(TAG_EXPIRES)
-        if not raw:
-            return None
-        try:
-            return datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-
-
 def _error_code(error: Exception) -> str:
     response = getattr(error, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
@@ -147,6 +96,20 @@ class Ec2:
         max_attempts: attempts per request under throttling and transient faults.
         scrubber: masks secrets in error messages.
     """
+
+    name = "aws"
+    boot_log_hint = "EC2 console: Monitor and troubleshoot > Get system log"
+
+    @classmethod
+    def from_options(cls, region: str | None, **options: Any) -> Ec2:
+        """From ``--region`` (default ``AWS_REGION``/``AWS_DEFAULT_REGION``)."""
+        import os
+
+        refuse_options("aws", options, ())
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise ConfigError("no AWS region: pass --region (e.g. us-west-2) or export AWS_REGION")
+        return cls(region)
 
     def __init__(
         self,
@@ -218,6 +181,15 @@ class Ec2:
         return CloudError(self.scrubber.scrub(f"{doing}: {code}: {message} ({hint})"))
 
     # -- instance types and images -------------------------------------------------------
+
+    def check_name(self, name: str) -> None:
+        """Any name fits in an EC2 tag (up to 256 characters)."""
+        if not name or len(name) > 256:
+            raise ConfigError(f"runner name {name!r} must have 1 to 256 characters")
+
+    def is_capacity_error(self, code: str) -> bool:
+        """EC2's "not here, not now" codes (another zone or on demand may work)."""
+        return code in CAPACITY_ERRORS
 
     def describe_instance_type(self, instance_type: str) -> InstanceTypeInfo:
         """GPU count and architecture of ``instance_type``; fails if AWS does not know it.
@@ -388,10 +360,9 @@ class Ec2:
 
     # -- finding and terminating ---------------------------------------------------------
 
-    def instances(
-        self, *, name: str | None = None, states: Iterable[str] = LIVE_STATES
-    ) -> list[Instance]:
-        """Instances tagged by cml-nb (optionally one runner's), in ``states``."""
+    def instances(self, *, name: str | None = None, gone: bool = False) -> list[Instance]:
+        """Instances tagged by cml-nb (optionally one runner's); ``gone`` adds terminated ones."""
+        states = (*LIVE_STATES, "shutting-down", "terminated") if gone else LIVE_STATES
         filters = [
             {"Name": f"tag:{TAG_RUNNER}", "Values": [name]}
             if name

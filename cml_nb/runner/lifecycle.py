@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from cml_nb.errors import CloudError, CmlNbError, ConfigError
-from cml_nb.runner.aws import (
-    LIVE_STATES,
+from cml_nb.runner.clouds import (
     TAG_EXPIRES,
     TAG_FORGE,
     TAG_LABELS,
     TAG_REPOSITORY,
     TAG_RUNNER,
-    Ec2,
+    Cloud,
     Instance,
     LaunchSpec,
 )
@@ -153,7 +152,7 @@ def runner_tags(
 
 def launch(
     request: LaunchRequest,
-    cloud: Ec2,
+    cloud: Cloud,
     forge: RunnerForge,
     *,
     progress: Callable[[str], None] = log.info,
@@ -162,7 +161,7 @@ def launch(
 
     Args:
         request: what to launch.
-        cloud: the EC2 region to launch in.
+        cloud: the cloud region to launch in.
         forge: the repository the runner serves.
         progress: receives one line per step (never secrets).
 
@@ -171,19 +170,19 @@ def launch(
 
     Raises:
         ConfigError: the instance type or options are invalid (nothing was created).
-        CloudError: AWS failed, or the runner did not come online in time (the
+        CloudError: the cloud failed, or the runner did not come online in time (the
             instance was terminated).
         ForgeError: the forge refused the registration.
     """
     if not request.labels:
         raise ConfigError("no --labels: jobs pick runners by label, e.g. --labels cml-gpu")
     name = request.name or new_name()
+    cloud.check_name(name)
     if cloud.instances(name=name):
         raise ConfigError(f"a runner named {name!r} already runs: pick another --name")
     # Everything that can be checked is checked before anything is created.
     info = cloud.describe_instance_type(request.instance_type)
-    if not request.subnet:
-        cloud.zones_offering(request.instance_type)
+    cloud.zones_offering(request.instance_type)
     ami = request.ami or cloud.default_ami(info)
     cloud.check_image(ami, info)
     registration: Registration | None = None
@@ -221,13 +220,14 @@ def launch(
             spot=request.spot,
             spot_price=request.spot_price,
             spot_fallback=request.spot_fallback,
+            max_lifetime_s=request.max_lifetime_s,
         )
         instance = cloud.launch(spec)
         progress(f"{name}: {instance.id} ({instance.instance_type}, {instance.zone}) launched")
         cloud.wait_running(instance.id, request.wait_running_s)
         registered = False
         if request.wait_registered_s > 0:
-            _wait_online(forge, name, request.wait_registered_s, request.poll_s)
+            _wait_online(cloud, forge, name, request.wait_registered_s, request.poll_s)
             registered = True
             progress(f"{name}: online on {forge.name}")
         return LaunchResult(name, instance, registered)
@@ -237,7 +237,9 @@ def launch(
         raise
 
 
-def _wait_online(forge: RunnerForge, name: str, timeout_s: float, poll_s: float) -> None:
+def _wait_online(
+    cloud: Cloud, forge: RunnerForge, name: str, timeout_s: float, poll_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         runner = next((r for r in forge.runners() if r.name == name), None)
@@ -246,15 +248,14 @@ def _wait_online(forge: RunnerForge, name: str, timeout_s: float, poll_s: float)
         if time.monotonic() >= deadline:
             raise CloudError(
                 f"runner {name} did not come online on {forge.name} within {timeout_s:.0f} s, "
-                "so its instance was terminated: read its boot log (EC2 console: Monitor and "
-                "troubleshoot > Get system log), check the AMI has NVIDIA drivers, or raise "
-                "--register-timeout"
+                f"so its instance was terminated: read its boot log ({cloud.boot_log_hint}), "
+                "check the image has NVIDIA drivers, or raise --register-timeout"
             )
         time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
 
 
 def _undo(
-    cloud: Ec2,
+    cloud: Cloud,
     forge: RunnerForge,
     name: str,
     registration: Registration | None,
@@ -273,7 +274,7 @@ def _undo(
             problems.append(str(exc))
         if ids or attempt == attempts - 1:
             break
-        time.sleep(2)  # EC2's describe calls are eventually consistent
+        time.sleep(2)  # list calls are eventually consistent (EC2's describe calls are)
     try:
         for terminated in cloud.terminate(ids):
             log.warning("%s: terminated %s after the launch failed", name, terminated)
@@ -323,7 +324,7 @@ def _key(instance: Instance) -> tuple[str, str]:
     return instance.tags.get(TAG_FORGE, ""), instance.tags.get(TAG_REPOSITORY, "")
 
 
-def list_runners(cloud: Ec2, resolve: ForgeResolver) -> list[RunnerView]:
+def list_runners(cloud: Cloud, resolve: ForgeResolver) -> list[RunnerView]:
     """Live runner instances joined with their forge runners by name."""
     now = _utcnow()
     forges = _Forges(resolve)
@@ -357,7 +358,7 @@ def _status(runners: list[ForgeRunner] | None, name: str) -> str:
 
 
 def stop(
-    cloud: Ec2, resolve: ForgeResolver, name: str, *, force: bool = False
+    cloud: Cloud, resolve: ForgeResolver, name: str, *, force: bool = False
 ) -> list[CleanupAction]:
     """Unregister runner ``name`` from its forge, then terminate its instance.
 
@@ -385,7 +386,7 @@ def stop(
 
 
 def cleanup(
-    cloud: Ec2,
+    cloud: Cloud,
     resolve: ForgeResolver,
     *,
     scope: Scope | None,
@@ -427,7 +428,7 @@ def cleanup(
         cloud.terminate(doomed)
     # Forge runners whose machine is gone: cml-nb instances in any state, by name.
     live = {i.name for i in _in_scope(cloud.instances()) if i.id not in doomed}
-    known = _in_scope(cloud.instances(states=(*LIVE_STATES, "shutting-down", "terminated")))
+    known = _in_scope(cloud.instances(gone=True))
     for key in sorted({_key(i) for i in known}):
         runners, forge = forges.runners(key), forges.client(key)
         names = {i.name for i in known if _key(i) == key} - live
