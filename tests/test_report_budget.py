@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import cmarkgfm
 from hypothesis import HealthCheck, given, settings
@@ -102,15 +103,68 @@ def test_code_goes_before_the_body_is_cut() -> None:
     nb = new_notebook(cells=[new_code_cell(f"# {i}\n" + "y = 2\n" * 20) for i in range(300)])
     fitted = to_markdown(build_report([nb], show_code=True), max_chars=5_000)
     assert len(fitted) <= 5_000
-    assert "removed the code of 300 cells" in fitted
+    assert re.search(r"removed the code of \d+ cells", fitted)
 
 
-def test_last_resort_cuts_the_body_and_names_where() -> None:
+def test_code_is_dropped_largest_first_and_only_as_needed() -> None:
+    cells = [new_code_cell("big = [\n" + "    1,\n" * 3_000 + "]")]
+    cells += [new_code_cell(f"small_{i} = {i}") for i in range(5)]
+    cells.append(new_markdown_cell("The end."))
+    fitted = to_markdown(build_report([new_notebook(cells=cells)], show_code=True), max_chars=6_000)
+    assert len(fitted) <= 6_000
+    assert "removed the code of 1 cells" in fitted
+    assert all(f"small_{i} = {i}" in fitted for i in range(5))
+    assert "big = [" not in fitted and "The end." in fitted
+
+
+def test_repeated_outputs_go_before_any_cell() -> None:
+    same = "UserWarning: the same long warning, printed by every epoch\n" * 15
+    cells = []
+    for i in range(60):
+        cells.append(new_markdown_cell(f"Epoch {i} notes."))
+        cells.append(
+            new_code_cell("train()", outputs=[new_output("stream", name="stdout", text=same)])
+        )
+    fitted = to_markdown(build_report([new_notebook(cells=cells)]), max_chars=8_000)
+    assert len(fitted) <= 8_000
+    assert "repeated outputs" in fitted
+    assert all(f"Epoch {i} notes." in fitted for i in range(60))
+    assert fitted.count("printed by every epoch") >= 15  # the first (and the last) kept
+
+
+def test_the_middle_goes_the_start_and_the_end_stay() -> None:
     cells = [new_markdown_cell(f"Paragraph {i}: " + "words " * 100) for i in range(100)]
     fitted = to_markdown(build_report([new_notebook(cells=cells)]), max_chars=10_000)
     assert len(fitted) <= 10_000
-    assert "Paragraph 0:" in fitted and "Paragraph 99:" not in fitted
-    assert "blocks from cell" in fitted and "report.html" in fitted
+    assert "Paragraph 0:" in fitted and "Paragraph 99:" in fitted  # the results are at the end
+    assert "Paragraph 50:" not in fitted
+    gap = re.search(r"✂️ (\d+) blocks of cells (\d+)–(\d+) left out here", fitted)
+    assert gap and int(gap.group(2)) > 1 and int(gap.group(3)) < 100
+    assert "from the middle" in fitted and "report.html" in fitted
+
+
+def test_the_failing_cell_and_the_metrics_are_kept() -> None:
+    cells = [new_markdown_cell(f"Paragraph {i}: " + "words " * 100) for i in range(100)]
+    error = new_output("error", ename="ValueError", evalue="bad batch", traceback=["Traceback"])
+    cells.insert(50, new_code_cell("step()", outputs=[error], execution_count=1))
+    nb = new_notebook(cells=cells, metadata={"papermill": {"exception": True}})
+    report = build_report([nb])
+    report.metrics = {"accuracy": 0.5}
+    fitted = to_markdown(report, max_chars=10_000)
+    assert len(fitted) <= 10_000
+    assert "| accuracy | 0.5 |" in fitted
+    assert fitted.count("ValueError: bad batch") == 2  # the summary on top and the cell itself
+    assert "Paragraph 49:" not in fitted and "Paragraph 99:" in fitted
+
+
+def test_the_notice_links_the_hosted_full_report() -> None:
+    cells = [new_markdown_cell(f"Paragraph {i}: " + "words " * 100) for i in range(100)]
+    report = build_report([new_notebook(cells=cells)])
+    url = "https://ci.example.org/runs/7/report.html"
+    fitted = to_markdown(report, max_chars=10_000, full_report_url=url)
+    assert f"The full report: {url}" in fitted and len(fitted) <= 10_000
+    report.extra["full_report_url"] = url  # as a publisher that hosts it would set it
+    assert f"The full report: {url}" in to_markdown(report, max_chars=10_000)
 
 
 def test_gitlab_budget_keeps_what_github_would_cut() -> None:

@@ -340,6 +340,7 @@ def to_markdown(
     asset_url: AssetUrl | None = None,
     max_chars: int | None = DEFAULT_MAX_CHARS,
     collapse_lines: int = DEFAULT_COLLAPSE_LINES,
+    full_report_url: str | None = None,
 ) -> str:
     """The report as Markdown of at most ``max_chars`` characters.
 
@@ -348,13 +349,23 @@ def to_markdown(
         asset_url: maps an asset to its link (default ``assets/<name>``); the
             publisher passes hosted URLs here.
         max_chars: size budget (GitHub comments hold 65,536; GitLab 1,000,000);
-            None for no limit. Past it the report degrades step by step and says so.
+            None for no limit. Past it the report degrades step by step and says so,
+            keeping the header, the failing cell and the end of the notebook.
         collapse_lines: outputs longer than this fold into ``<details>``.
+        full_report_url: where the complete report is hosted, linked from the
+            notice of a shortened report (default: ``report.extra["full_report_url"]``,
+            else the notice names report.html in the run's artifact).
     """
     url = asset_url or relative_url
+    hosted = full_report_url or report.extra.get("full_report_url")
+    failing = report.error.cell_number if report.error is not None else None
+    plan = budget.Plan(
+        keep_cells=frozenset({failing} if failing is not None else ()),
+        full_report=str(hosted) if hosted else None,
+    )
 
     def render(blocks: list[Block], collapse: int) -> tuple[str, list[str]]:
         parts = [neutralize_markers(block_markdown(b, report, url, collapse)) for b in blocks]
         return neutralize_markers(header_markdown(report)), parts
 
-    return budget.fit(report.blocks, render, max_chars, collapse_lines)
+    return budget.fit(report.blocks, render, max_chars, collapse_lines, plan)
