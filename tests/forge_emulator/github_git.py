@@ -267,7 +267,8 @@ def create_status(call: Call) -> Reply:
               "context": data.get("context", "default"), "description": data.get("description"),
               "target_url": data.get("target_url"), "creator": user_json(call, call.grant.account),
               "url": f"{_base(call, repo)}/statuses/{call.args['sha']}", "node_id": "",
-              "avatar_url": None, "created_at": now(), "updated_at": now()}  # fmt: skip
+              "avatar_url": f"{call.root}/avatars/u/{call.grant.account.id}",
+              "created_at": now(), "updated_at": now()}  # fmt: skip
     repo.statuses.append(status)
     return Reply(201, status)
 

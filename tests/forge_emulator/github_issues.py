@@ -13,12 +13,14 @@ OP = "/repos/{owner}/{repo}"
 
 
 def user_json(call: Call, account: Account) -> dict[str, Any]:
+    # gravatar_id is "" (not null) and avatar_url a URL in GitHub's answers (@octokit/fixtures).
     return {"login": account.login, "id": account.id, "type": account.type,
-            "url": f"{call.api}/users/{account.login}", "html_url": f"{call.root}/{account.login}"}  # fmt: skip
+            "url": f"{call.api}/users/{account.login}", "html_url": f"{call.root}/{account.login}",
+            "avatar_url": f"{call.root}/avatars/u/{account.id}", "gravatar_id": ""}  # fmt: skip
 
 
 def repo_json(call: Call, repo: Repo) -> dict[str, Any]:
-    return {
+    found = {
         "id": repo.id,
         "name": repo.full_name.split("/")[1],
         "full_name": repo.full_name,
@@ -28,7 +30,22 @@ def repo_json(call: Call, repo: Repo) -> dict[str, Any]:
         "url": f"{call.api}/repos/{repo.full_name}",
         "html_url": f"{call.root}/{repo.full_name}",
         "visibility": "private" if repo.private else "public",
-    }
+        # Settings GitHub reports on every repository (recorded in @octokit/fixtures,
+        # scenarios/api.github.com/get-repository), at their defaults.
+        "has_downloads": True, "allow_forking": True, "is_template": False,
+        "web_commit_signoff_required": False, "topics": [], "temp_clone_token": "",
+        "allow_squash_merge": True, "allow_merge_commit": True, "allow_rebase_merge": True,
+        "allow_auto_merge": False, "delete_branch_on_merge": False,
+        "allow_update_branch": False, "use_squash_pr_title_as_default": False,
+    }  # fmt: skip
+    if call.grant is not None:  # the caller's own access, as GitHub adds it for a signed-in caller
+        write = bool(call.grant.permissions)
+        admin = "administration" in call.grant.permissions
+        found["permissions"] = {"admin": admin, "maintain": admin, "push": write,
+                                "triage": write, "pull": True}  # fmt: skip
+    if repo.owner.type == "Organization":  # org-owned repositories name their organization
+        found["organization"] = user_json(call, repo.owner)
+    return found
 
 
 def find_repo(call: Call) -> Repo | None:

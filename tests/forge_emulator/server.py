@@ -43,6 +43,7 @@ class Exchange:
     status: int
     response: bytes
     route: str | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,10 +107,7 @@ class ForgeEmulator:
         payload = reply.body if isinstance(reply.body, bytes) else (
             b"" if reply.body is None else json.dumps(reply.body).encode()
         )  # fmt: skip
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in AUTH_HEADERS}
-        with self._lock:
-            self.exchanges.append(Exchange(forge, request.method, request.url, headers, body,
-                                           reply.status, payload, route_name))  # fmt: skip
+        sent = {k: v for k, v in request.headers.items() if k.lower() not in AUTH_HEADERS}
         headers = dict(reply.headers)
         if forge == "github":
             headers = {**self._rate_headers(request), **headers}
@@ -124,6 +122,10 @@ class ForgeEmulator:
         )
         response = Response(payload, status=reply.status, headers=headers,
                             content_type=content_type)  # fmt: skip
+        answered = {k.lower(): v for k, v in response.headers.items()}
+        with self._lock:
+            self.exchanges.append(Exchange(forge, request.method, request.url, sent, body,
+                                           reply.status, payload, route_name, answered))  # fmt: skip
         return response(environ, start_response)
 
     def _rate_headers(self, request: Request) -> dict[str, str]:
