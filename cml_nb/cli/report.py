@@ -94,9 +94,13 @@ def write_report_and_compare(record: Any, *, report: bool, **compare: Any) -> Co
 
     found: list[Comparison | None] = []
     if report:
-        write_run_report(
-            record, prepare=lambda built: found.append(compare_report(built, **compare))
-        )
+        from cml_nb.ci.changes import add_changes
+
+        def prepare(built: Report) -> None:
+            found.append(compare_report(built, **compare))
+            add_changes(built, [Path(record.output)], compare.get("compare_to"))
+
+        write_run_report(record, prepare=prepare)
     else:
         commit = (record.environment.get("git") or {}).get("commit")
         bare = Report(record.notebook, metrics=record.metrics, parameters=record.parameters)
@@ -145,6 +149,9 @@ def command(
         list(notebooks), title=title, show_code=show_code, max_table_rows=max_table_rows
     )
     comparison = compare_report(report, **compare)
+    from cml_nb.ci.changes import add_changes  # the Changes section, against the same REF
+
+    add_changes(report, notebooks, compare.get("compare_to"))
     write_bundle(report, out_dir, max_chars=budget(forge, max_chars), collapse_lines=collapse_lines)
     click.echo(f"report ({report.status}): {out_dir / 'report.md'}", err=True)
     click.echo(str(out_dir))

@@ -21,6 +21,7 @@ from cml_nb.report.model import (
     Block,
     CodeBlock,
     DetailsBlock,
+    DiffBlock,
     ErrorBlock,
     HtmlBlock,
     ImageBlock,
@@ -303,6 +304,10 @@ def block_markdown(block: Block, report: Report, asset_url: AssetUrl, collapse_l
         return details("Code", code) if block.collapsed else code
     if isinstance(block, StreamBlock):
         return _stream(block, collapse_lines)
+    if isinstance(block, DiffBlock):  # before TextBlock, its base class
+        from cml_nb.report.diff import diff_markdown
+
+        return diff_markdown(block, collapse_lines)
     if isinstance(block, TextBlock):
         return _text_output(block.text, "Output", collapse_lines, block.language)
     if isinstance(block, ImageBlock):

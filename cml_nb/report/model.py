@@ -133,6 +133,19 @@ class TableBlock(Block):
 
 
 @dataclass
+class DiffBlock(TextBlock):
+    """A unified diff (``+``/``-`` lines) of a cell's source or output against the base.
+
+    A TextBlock, so the size budget shortens it like any text output; rendered as a
+    ``diff`` fence by :func:`cml_nb.report.diff.diff_markdown`. ``label`` says what
+    was compared (``source`` or ``output``).
+    """
+
+    kind: ClassVar[str] = "diff"
+    label: str = ""
+
+
+@dataclass
 class HtmlBlock(Block):
     """HTML, already sanitized to what GitHub itself keeps.
 
@@ -195,6 +208,7 @@ BLOCK_TYPES: dict[str, type[Block]] = {
         ErrorBlock,
         NoteBlock,
         DetailsBlock,
+        DiffBlock,
     )
 }
 
