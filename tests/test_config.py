@@ -57,3 +57,48 @@ def test_environment_beats_a_command_table(tmp_path: Path) -> None:
     defaults = config.command_defaults(["run", "sweep"], tmp_path, env={"CML_NB_TIMEOUT": "3"})
     assert defaults["run"]["timeout"] == 3 and defaults["sweep"]["timeout"] == 3
     assert config.command_defaults(["run"], tmp_path, env={})["run"]["timeout"] == 2
+
+
+def test_users_config_file_comes_before_the_projects(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.cml-nb]\nkernel = "python3"\n')
+    user = tmp_path / "user.toml"
+    user.write_text('kernel = "mine"\nmarker = "mine"\n[run]\ntimeout = 5\n')
+    env = {config.USER_CONFIG_VARIABLE: str(user)}
+    assert config.load(tmp_path, env=env) == {
+        "kernel": "python3",
+        "marker": "mine",
+        "run_timeout": 5,
+    }
+    defaults = config.command_defaults(["run"], tmp_path, env=env)["run"]
+    assert (defaults["kernel"], defaults["marker"], defaults["timeout"]) == ("python3", "mine", 5)
+    # The variable naming the file is not itself a setting.
+    assert "user_config" not in defaults
+
+
+def test_users_config_path_follows_xdg(tmp_path: Path) -> None:
+    assert config.user_config_path({"XDG_CONFIG_HOME": str(tmp_path)}) == (
+        tmp_path / "cml-nb" / "config.toml")  # fmt: skip
+    assert config.user_config_path({config.USER_CONFIG_VARIABLE: str(tmp_path / "c.toml")}) == (
+        tmp_path / "c.toml")  # fmt: skip
+
+
+def test_a_broken_users_config_is_a_config_error(tmp_path: Path) -> None:
+    user = tmp_path / "user.toml"
+    user.write_text("[oops\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(tmp_path, env={config.USER_CONFIG_VARIABLE: str(user)})
+
+
+def test_api_url_from_a_project_file_reaches_no_command(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.cml-nb]\napi_url = "https://evil.example/api/v3"\n'
+        '[tool.cml-nb.runner.launch]\napi_url = "https://evil.example/api/v3"\n'
+    )
+    assert "api_url" not in config.load(tmp_path, env={})
+    defaults = config.command_defaults(["publish", "runner"], tmp_path, env={})
+    assert "api_url" not in defaults["publish"] and "api_url" not in defaults["runner"]["launch"]
+    assert len(config.repository_token_hosts(tmp_path)) == 2
+    # The environment is the user's own: CML_NB_API_URL still reaches the commands.
+    env = {"CML_NB_API_URL": "https://ghe.example/api/v3"}
+    assert config.command_defaults(["publish"], tmp_path, env=env)["publish"]["api_url"] == (
+        "https://ghe.example/api/v3")  # fmt: skip

@@ -123,3 +123,25 @@ def test_registry():
         get_forge("github", "o/r", token=None)
     with pytest.raises(ForgeAuthError, match="GITLAB_TOKEN"):
         get_forge("gitlab", "o/r", token=None)
+
+
+def test_gitlab_fork_mr_pipeline_names_the_target_project(tmp_path):
+    ctx = detect({"GITLAB_CI": "true", "CI_API_V4_URL": "https://gl.example/api/v4",
+                  "CI_PROJECT_PATH": "alice/proj", "CI_MERGE_REQUEST_IID": "3",
+                  "CI_MERGE_REQUEST_PROJECT_PATH": "grp/proj", "CI_MERGE_REQUEST_PROJECT_ID": "9",
+                  "CI_PIPELINE_ID": "41", "CI_COMMIT_SHA": "c" * 40}, tmp_path)  # fmt: skip
+    assert (ctx.repository, ctx.pr_number) == ("grp/proj", 3)
+    assert ctx.pipeline is not None and ctx.pipeline.project == "alice/proj"
+    branch = detect({"GITLAB_CI": "true", "CI_PROJECT_PATH": "alice/proj",
+                     "CI_MERGE_REQUEST_PROJECT_PATH": "grp/proj"}, tmp_path)  # fmt: skip
+    assert branch.repository == "alice/proj"  # no MR: the pipeline's own project
+
+
+def test_gitlab_merged_results_pipeline(tmp_path):
+    ctx = detect({"GITLAB_CI": "true", "CI_SERVER_URL": "https://gl.example", "CI_PROJECT_PATH": "g/p",
+                  "CI_MERGE_REQUEST_IID": "3", "CI_PIPELINE_ID": "41", "CI_COMMIT_SHA": "m" * 40,
+                  "CI_MERGE_REQUEST_EVENT_TYPE": "merged_result",
+                  "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA": "h" * 40}, tmp_path)  # fmt: skip
+    assert ctx.sha == "h" * 40 and ctx.api_url == "https://gl.example/api/v4"
+    assert ctx.pipeline is not None
+    assert (ctx.pipeline.id, ctx.pipeline.sha, ctx.pipeline.merged_results) == (41, "m" * 40, True)
