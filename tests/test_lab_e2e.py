@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -147,6 +148,9 @@ def test_post_then_preview_the_example_in_jupyterlab(lab: Lab, forge_emulator: A
     pull = lab.checkout.pull
     # Post: the dialog named the PR of the branch; one comment, linked in the toast.
     assert f"pull request #{pull.number} of octo/demo on GitHub" in str(seen["confirm"])
+    # ...and the host that receives the token, before anything is posted (issue 14, item 2).
+    host = urllib.parse.urlsplit(forge_emulator.github_api).netloc
+    assert f"GITHUB_TOKEN is sent to {host} (from GITHUB_API_URL)" in str(seen["confirm"])
     assert len(pull.comments) == 1
     body = pull.comments[0].body
     assert HEADING in body and "accuracy" in body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,8 @@ def test_post_shows_the_target_then_posts_on_confirm(forge_emulator: Any, tmp_pa
         number = made.pull.number
         assert asked["confirm_shown"]
         assert f"pull request #{number} of octo/demo on GitHub" in asked["status"]
+        host = urllib.parse.urlsplit(forge_emulator.github_api).netloc
+        assert f"GITHUB_TOKEN is sent to {host} (from GITHUB_API_URL)" in asked["status"]
         assert made.pull.comments == []  # nothing posted before confirming
         posted = kernel.run("panel.confirm_button.click()\n" + PANEL_STATE)
     assert not posted["confirm_shown"]

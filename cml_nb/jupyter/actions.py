@@ -81,7 +81,10 @@ def preview(notebook: Path, label: str | None = None) -> dict[str, str]:
 
 
 def describe_target(notebook: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Where :func:`post` would publish: forge, repository, PR or commit, and a phrase.
+    """Where :func:`post` would publish, and the host that receives the token.
+
+    The answer holds the target (forge, repository, kind, number, sha, a phrase) and
+    :func:`token_host`'s ``api_url``, ``host``, ``api_source`` and ``token_name``.
 
     Raises:
         ConfigError: the forge or repository cannot be told, or the target is malformed.
@@ -91,7 +94,35 @@ def describe_target(notebook: Path, overrides: Mapping[str, Any] | None = None) 
     from cml_nb.publish import resolve_target
 
     settings = settings_for(notebook, overrides)
-    return target_json(resolve_target(**_forge_args(notebook, settings)))
+    args = _forge_args(notebook, settings)
+    # Where the token goes is settled first, without sending it anywhere, so the answer
+    # (and the dialog showing it) names the host the lookup and the post will reach.
+    host = token_host(notebook, settings)
+    return {**target_json(resolve_target(**args)), **host}
+
+
+def token_host(notebook: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The API root that would receive the token, where that choice came from, and the token.
+
+    Nothing is sent: this is what the post dialog names before anything is posted.
+
+    Raises:
+        ConfigError: the forge, repository or host cannot be told, or the repository's
+            own config tries to choose the host.
+    """
+    from urllib.parse import urlsplit
+
+    from cml_nb.forge.connect import context_for
+
+    args = {k: v for k, v in _forge_args(notebook, settings).items() if k != "target"}
+    ctx = context_for(**args)
+    api_url = ctx.api_url or ""
+    return {
+        "api_url": api_url,
+        "host": urlsplit(api_url).netloc or api_url,
+        "api_source": ctx.api_source or "",
+        "token_name": ctx.token_name or "",
+    }
 
 
 def target_json(target: Target) -> dict[str, Any]:

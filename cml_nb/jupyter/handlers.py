@@ -7,9 +7,14 @@ Routes, under the server's ``base_url``:
 * ``POST /cml-nb/post`` with ``{"path": NB, "forge"?, "target"?, "storage"?, "marker"?}``
   -> ``{"url", "target"}``
 
-All of them need Jupyter's authentication. ``NB`` is relative to the server's root
-and may not leave it. Failures answer JSON ``{"message", "error"}`` with the
-``CmlNbError``'s one-line message, scrubbed of secrets.
+All of them need Jupyter's authentication, and its Authorizer's permission
+(``@authorized``): ``read`` on ``contents`` to preview or describe the target (they
+read a notebook, as the Contents API does), and in addition ``write`` on ``cml-nb``
+to post (it acts on the forge as the server's owner, with the owner's token). ``NB``
+is relative to the server's root and may not leave it; hidden files (a dot in the
+path) are refused with 404 as the Contents API does, unless
+``ContentsManager.allow_hidden`` is set. Failures answer JSON ``{"message", "error"}``
+with the ``CmlNbError``'s one-line message, scrubbed of secrets.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ import json
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import tornado.web
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
@@ -30,6 +37,10 @@ from cml_nb import errors
 from cml_nb.jupyter import actions
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+#: The Authorizer resource for acting on the forge (posting); previews read ``contents``.
+AUTH_RESOURCE = "cml-nb"
+CONTENTS = "contents"
 
 #: CmlNbError class -> HTTP status; the first match in this order wins.
 _STATUS: tuple[tuple[type[errors.CmlNbError], int], ...] = (
@@ -40,6 +51,11 @@ _STATUS: tuple[tuple[type[errors.CmlNbError], int], ...] = (
     (errors.NotebookReadError, 422),
     (errors.UsageError, 400),
 )
+
+
+def _authorized(action: str, resource: str) -> Callable[[F], F]:
+    # jupyter_server's decorator, typed: it asks the server's Authorizer (403 if denied).
+    return cast("Callable[[F], F]", authorized(action, resource=resource))
 
 
 def status_for(error: errors.CmlNbError) -> int:
@@ -53,8 +69,10 @@ def status_for(error: errors.CmlNbError) -> int:
 class _CmlNbHandler(APIHandler):
     """Resolves notebook paths inside the root and turns CmlNbError into JSON."""
 
-    def notebook(self, path: str | None) -> Path:
-        """The file for ``path`` (relative to the server root), refusing escapes."""
+    auth_resource = AUTH_RESOURCE
+
+    async def notebook(self, path: str | None) -> Path:
+        """The file for ``path`` (relative to the server root), refusing escapes and hidden files."""
         if not path:
             raise tornado.web.HTTPError(400, "missing 'path': pass the notebook's path")
         root = Path(self.contents_manager.root_dir).resolve()
@@ -65,6 +83,17 @@ class _CmlNbHandler(APIHandler):
             )
         if full.suffix != ".ipynb":
             raise tornado.web.HTTPError(400, f"{path} is not a notebook (.ipynb)")
+        cm = self.contents_manager
+        is_hidden: Callable[[str], Any] = cm.is_hidden
+        if not cm.allow_hidden:
+            # As the Contents API: a hidden file "does not exist" (404), by its given path
+            # and by the path it resolves to (a visible name may link to a hidden one).
+            for api_path in {path.strip("/"), full.relative_to(root).as_posix()}:
+                if await ensure_async(is_hidden(api_path)):
+                    raise tornado.web.HTTPError(
+                        404, f"{path} is hidden: Jupyter serves no hidden files "
+                        "(ContentsManager.allow_hidden is off)"
+                    )  # fmt: skip
         if not full.is_file():
             raise tornado.web.HTTPError(404, f"{path} does not exist: save the notebook first")
         return full
@@ -103,10 +132,12 @@ class PreviewHandler(_CmlNbHandler):
     """The report of a saved notebook, as Markdown and sanitized HTML."""
 
     @tornado.web.authenticated
+    @_authorized("read", CONTENTS)
     async def get(self) -> None:
         """Build the report from the notebook's saved outputs."""
         path = self.get_query_argument("path", None)
-        result = await self.call(actions.preview, self.notebook(path), self.label(path))
+        notebook = await self.notebook(path)
+        result = await self.call(actions.preview, notebook, self.label(path))
         if result is not None:
             self.finish(json.dumps({"path": path, **result}))
 
@@ -115,9 +146,10 @@ class TargetHandler(_CmlNbHandler):
     """Where Post would publish, for the confirmation dialog."""
 
     @tornado.web.authenticated
+    @_authorized("read", CONTENTS)
     async def get(self) -> None:
-        """Describe the forge, repository and pull request or commit."""
-        notebook = self.notebook(self.get_query_argument("path", None))
+        """Describe the forge, repository and pull request or commit, and the token's host."""
+        notebook = await self.notebook(self.get_query_argument("path", None))
         query = {k: self.get_query_argument(k, "") for k in actions.SETTING_KEYS}
         result = await self.call(actions.describe_target, notebook, self.overrides(query))
         if result is not None:
@@ -128,6 +160,8 @@ class PostHandler(_CmlNbHandler):
     """Publish the report through the same code as ``cml-nb publish``."""
 
     @tornado.web.authenticated
+    @_authorized("write", AUTH_RESOURCE)
+    @_authorized("read", CONTENTS)
     async def post(self) -> None:
         """Post the saved notebook's report; answer the comment's URL."""
         try:
@@ -137,7 +171,7 @@ class PostHandler(_CmlNbHandler):
         if not isinstance(body, dict):
             raise tornado.web.HTTPError(400, 'the body must be a JSON object: {"path": ...}')
         path = body.get("path")
-        notebook = self.notebook(path)
+        notebook = await self.notebook(path)
         result = await self.call(actions.post, notebook, self.overrides(body), self.label(path))
         if result is not None:
             self.finish(json.dumps(result))

@@ -52,6 +52,13 @@ def resolve_notebook(path: str | os.PathLike[str] | None) -> Path:
     return found.expanduser().resolve()
 
 
+def token_line(where: dict[str, Any]) -> str:
+    """The sentence naming the host that receives the token, for the confirmation."""
+    token = where.get("token_name") or "the token"
+    source = f" (from {where['api_source']})" if where.get("api_source") else ""
+    return f"{token} is sent to {where.get('host') or where.get('api_url')}{source}."
+
+
 def framed(report_html: str) -> str:
     """The report in a sandboxed frame: no scripts, its own origin, nothing reaches the page."""
     return (
@@ -119,7 +126,8 @@ class ReportPanel(w.VBox):  # type: ignore[misc]
         where = self._run(actions.describe_target, self.path, self.overrides)
         if where is not None:
             self._say(
-                f"Post the report of {self.path.name} ({self._saved()}) to {where['description']}?"
+                f"Post the report of {self.path.name} ({self._saved()}) to "
+                f"{where['description']}? {token_line(where)}"
             )
             self._ask(True)
 

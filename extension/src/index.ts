@@ -34,6 +34,13 @@ interface ITarget {
   number: number | null;
   sha: string | null;
   description: string;
+  /** The API root that receives the token, and its host (GET /cml-nb/target only). */
+  api_url?: string;
+  host?: string;
+  /** Where that host came from: GITHUB_API_URL, --api-url, the user's config, ... */
+  api_source?: string;
+  /** Which token is sent: GITHUB_TOKEN, GITLAB_TOKEN, ... */
+  token_name?: string;
 }
 
 /** POST /cml-nb/post */
@@ -97,6 +104,16 @@ class ReportButtons
     });
     panel.toolbar.insertItem(10, 'cmlNbPreview', preview);
     panel.toolbar.insertItem(11, 'cmlNbPost', post);
+    // Once every extension has added its buttons (nbdime adds two), move ours right
+    // after the cell-type menu: a narrowed toolbar folds its last items into "...".
+    void panel.context.ready.then(() => {
+      const names = Array.from(panel.toolbar.names());
+      const after = names.indexOf('cellType');
+      if (after >= 0 && names.indexOf('cmlNbPreview') > after + 1) {
+        panel.toolbar.insertAfter('cellType', 'cmlNbPreview', preview);
+        panel.toolbar.insertAfter('cmlNbPreview', 'cmlNbPost', post);
+      }
+    });
     return new DisposableDelegate(() => {
       preview.dispose();
       post.dispose();
@@ -152,7 +169,7 @@ class ReportButtons
       );
       const answer = await showDialog({
         title: 'Post report',
-        body: `Post the report of ${path} to ${target.description}?`,
+        body: Private.confirmation(path, target),
         buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Post' })]
       });
       if (!answer.button.accept) {
@@ -191,6 +208,25 @@ namespace Private {
   let id = 0;
   export function nextId(): number {
     return ++id;
+  }
+
+  /**
+   * The dialog's text: where the report goes and which host receives the token,
+   * so a developer sees the host before anything is posted with it.
+   */
+  export function confirmation(path: string, target: ITarget): Widget {
+    const body = new Widget();
+    const question = document.createElement('p');
+    question.textContent = `Post the report of ${path} to ${target.description}?`;
+    const host = document.createElement('p');
+    host.className = 'jp-cmlnb-token-host';
+    const token = target.token_name || 'Your token';
+    const source = target.api_source ? ` (from ${target.api_source})` : '';
+    host.textContent =
+      `${token} is sent to ${target.host || target.api_url || 'the forge'}` +
+      `${source}.`;
+    body.node.append(question, host);
+    return body;
   }
 }
 
