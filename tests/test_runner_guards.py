@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -87,7 +87,7 @@ def test_guards_are_systemd_units_and_a_reboot_rearms_them(machine: Machine) -> 
     assert service["ExecStart"] == f"/bin/bash {machine.state}/startup.sh --service"
     assert service["FailureAction"] == "poweroff" and service["WantedBy"] == "multi-user.target"
     timer = _unit(machine, "cml-nb-runner-lifetime.timer")
-    when = datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = datetime.fromtimestamp(expires).strftime("%Y-%m-%d %H:%M:%S")  # local, as systemd
     assert timer["OnCalendar"] == when and timer["Persistent"] == "true"
     lifetime = _unit(machine, "cml-nb-runner-lifetime.service")
     assert lifetime["ExecStart"] == f"/bin/bash {machine.state}/startup.sh --lifetime-ended"

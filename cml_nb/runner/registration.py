@@ -3,7 +3,9 @@
 GitHub (PyGithub and its requester): a just-in-time runner config for single-job
 runners (single use, the runner exists on GitHub at once), otherwise a repository
 or organisation registration token (valid one hour). GitLab (python-gitlab):
-``POST /user/runners`` creates the runner and returns its authentication token.
+``POST /user/runners`` creates the runner and returns its authentication token,
+which the instance resets as soon as it registers (so the copy in its user-data is
+revoked; see ``startup.sh``).
 Both clients retry rate limits and transient server errors with backoff.
 
 Registry: ``FORGES`` maps a name to its class; third-party forges come from the

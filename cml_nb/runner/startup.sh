@@ -344,7 +344,8 @@ run_user_script() {
 
 write_units() {
   local script="$STATE_DIR/startup.sh" when
-  when=$(date -u -d "@$1" '+%Y-%m-%d %H:%M:%S UTC')
+  # Local time, without a zone suffix: systemd before 235 reads no zone in OnCalendar.
+  when=$(date -d "@$1" '+%Y-%m-%d %H:%M:%S')
   mkdir -p "$SYSTEMD_DIR"
   # FailureAction: a guard service that dies (killed, crashed) powers the machine off.
   cat >"$SYSTEMD_DIR/cml-nb-runner.service" <<EOF
