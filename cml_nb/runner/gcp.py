@@ -460,7 +460,8 @@ class ComputeEngine:
                 }
             ],
             "network_interfaces": [network],
-            # No service account: the job gets no Google credentials from the metadata server.
+            # No service account (the API attaches none unless one is named, unlike gcloud
+            # and the console): the job gets no Google credentials from the metadata server.
             "service_accounts": [],
             "scheduling": {
                 "provisioning_model": "SPOT" if spot else "STANDARD",
