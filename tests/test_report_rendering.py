@@ -1,0 +1,100 @@
+"""Units of the report's renderers that the fidelity suite reaches only through a kernel.
+
+The terminal model's cursor codes one by one, ``data:`` images linked at hosted URLs,
+tables that are not DataFrames, and report.html's time on thousands of images.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import struct
+import time
+import zlib
+
+import cmarkgfm
+import pytest
+from cmarkgfm.cmark import Options
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from cml_nb.report import build_report, to_html, to_markdown
+from cml_nb.report.terminal import render_terminal
+
+
+def gfm(markdown: str) -> str:
+    return cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
+
+
+def png(seed: int, side: int = 40) -> bytes:
+    """A valid PNG of noise (so every image is distinct and incompressible)."""
+    pixels = random.Random(seed).randbytes(side * side * 3)
+    raw = b"".join(b"\x00" + pixels[r * side * 3 : (r + 1) * side * 3] for r in range(side))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    head = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ("50%\r100%\n", "100%\n"),  # a bar redrawn in place
+        ("abc\b\bX\n", "aXc\n"),  # backspace moves the cursor back
+        ("one\ntwo\x1b[A\rONE\n", "ONE\ntwo\n"),  # cursor up, then overwrite
+        ("keep this\x1b[4D\x1b[Kgone\n", "keep gone\n"),  # back 4, erase to end of line
+        ("a\nb\nc\x1b[2J\x1b[Hz", "z"),  # clear screen, cursor home
+        ("\x1b[31mred\x1b[0m \x1b]0;title\x07ok", "red ok"),  # colours and OSC dropped
+        ("plain text\n", "plain text\n"),
+    ],
+)
+def test_terminal_model_applies_cursor_codes(written: str, shown: str) -> None:
+    assert render_terminal(written) == shown
+
+
+def test_hostile_cursor_moves_stay_bounded() -> None:
+    assert render_terminal("\x1b[999999999B" + "x").count("\n") <= 100_000
+    assert render_terminal("\x1b[999999999A\x1b[999999999Dx") == "x"
+
+
+def _html_output(html: str) -> dict:
+    return new_output("display_data", data={"text/html": html, "text/plain": "<HTML>"})
+
+
+def test_data_images_in_html_follow_the_hosted_url() -> None:
+    uri = "data:image/png;base64," + base64.b64encode(png(1)).decode()
+    nb = new_notebook(
+        cells=[new_code_cell("x", outputs=[_html_output(f'<p>cm</p><img src="{uri}">')])]
+    )
+    report = build_report([nb])
+    [name] = report.assets
+    markdown = to_markdown(report, asset_url=lambda a: f"https://cdn.example.org/{a.name}")
+    assert f'<img src="https://cdn.example.org/{name}"' in gfm(markdown)
+    assert "data:" not in markdown
+
+
+def test_tables_that_are_not_dataframes_stay_html() -> None:
+    html = "<table><tr><th>k</th></tr><tr><td>v</td></tr></table>"
+    nb = new_notebook(cells=[new_code_cell("x", outputs=[_html_output(html)])])
+    rendered = gfm(to_markdown(build_report([nb])))
+    assert "<th>k</th>" in rendered and "<td>v</td>" in rendered
+
+
+def test_report_html_is_linear_in_the_number_of_images() -> None:
+    images = [base64.b64encode(png(i)).decode() for i in range(2_000)]
+    outputs = [new_output("display_data", data={"image/png": d}) for d in images]
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "", "execution_count": 1,
+                     "outputs": outputs}], "metadata": {}, "nbformat": 4}  # fmt: skip
+    report = build_report([nb])
+    assert len(report.assets) == 2_000
+    start = time.perf_counter()
+    page = to_html(report)
+    elapsed = time.perf_counter() - start
+    assert page.count('src="data:image/png;base64,') == 2_000
+    # One str.replace per image over a page that grows to ~30 MB took minutes; one pass
+    # takes well under a second on a laptop (the bound leaves room for a loaded CI box).
+    assert elapsed < 10, elapsed
