@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from runner_machine import (
     RUNNER_USER,
     TOKEN,
@@ -25,7 +26,7 @@ from runner_machine import (
 )
 from runner_machine import settings as _settings
 
-from cml_nb.runner.script import render
+from cml_nb.runner.script import METADATA_ADDRESSES, render
 
 
 def test_rendered_script_passes_shellcheck(tmp_path: Path) -> None:
@@ -147,9 +148,18 @@ def test_gitlab_runner_busy_from_its_metrics_then_idle(machine: Machine) -> None
     assert TOKEN not in out and TOKEN not in calls
 
 
-def test_jobs_cannot_reach_the_instance_metadata(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("cloud", "v6"), [("aws", ["fd00:ec2::254"]), ("gcp", ["fd20:ce::254"]), ("azure", [])]
+)
+def test_jobs_cannot_reach_the_instance_metadata(tmp_path: Path, cloud: str, v6: list[str]) -> None:
     # The functions of the real script, with iptables as a stand-in that records calls.
-    script = render(_settings(runner_user="nobody", log_file=str(tmp_path / "log")))
+    script = render(
+        _settings(
+            runner_user="nobody",
+            log_file=str(tmp_path / "log"),
+            metadata_addresses=METADATA_ADDRESSES[cloud],
+        )
+    )
     functions = tmp_path / "functions.sh"
     functions.write_text(script.replace('\nmain "$@"\n', "\n"))
     write_exe(
@@ -163,5 +173,5 @@ def test_jobs_cannot_reach_the_instance_metadata(tmp_path: Path) -> None:
     calls = (tmp_path / "calls").read_text().splitlines()
     assert calls == [
         "iptables -I OUTPUT -d 169.254.169.254 -m owner --uid-owner nobody -j REJECT",
-        "ip6tables -I OUTPUT -d fd00:ec2::254 -m owner --uid-owner nobody -j REJECT",
+        *(f"ip6tables -I OUTPUT -d {a} -m owner --uid-owner nobody -j REJECT" for a in v6),
     ]

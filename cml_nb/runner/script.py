@@ -32,9 +32,17 @@ from cml_nb.secrets import Scrubber
 #: GitHub Actions runner release installed when the image has none.
 GITHUB_RUNNER_VERSION = "2.321.0"
 _MARKER = "# @CONFIG@"
-#: Where jobs could read the user-data: EC2's instance metadata service (IPv4, IPv6);
-#: Azure and GCP serve theirs on 169.254.169.254 too (GCP's IPv6 one: fd20:ce::254).
-AWS_METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")
+#: Where jobs could read the user-data: each cloud's instance metadata service, for
+#: ``StartupSettings.metadata_addresses``. Not Azure's 168.63.129.16: it is also its DNS.
+METADATA_ADDRESSES: dict[str, tuple[str, ...]] = {
+    # docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html
+    "aws": ("169.254.169.254", "fd00:ec2::254"),
+    # cloud.google.com/compute/docs/metadata/querying-metadata (IPv6: fd20:ce::254)
+    "gcp": ("169.254.169.254", "fd20:ce::254"),
+    # learn.microsoft.com/azure/virtual-machines/instance-metadata-service
+    "azure": ("169.254.169.254",),
+}
+AWS_METADATA_ADDRESSES = METADATA_ADDRESSES["aws"]
 #: How much later than the script's own lifetime guard a cloud's hard limit should fire.
 CLOUD_LIMIT_MARGIN_S = 600
 
