@@ -314,7 +314,9 @@ def test_markdown_images_beside_the_notebook_are_copied_into_assets(tmp_path: Pa
     cell = new_markdown_cell(
         '![architecture](fig/arch.png "the model") ![web](https://example.org/x.png) '
         "![missing](fig/none.png) ![outside](../../etc/x.png) [text](secret.txt)"
+        ' <img src="fig/arch.png" alt="tag"> <img src="../outside.png" alt="up">'
     )
+    (tmp_path.parent / "outside.png").write_bytes(PNG_1PX[:-1] + b"\x00")  # exists, outside
     nbformat.write(new_notebook(cells=[cell]), tmp_path / "nb.ipynb")
     report = build_report([tmp_path / "nb.ipynb"])
     (asset,) = report.assets.values()
@@ -322,6 +324,8 @@ def test_markdown_images_beside_the_notebook_are_copied_into_assets(tmp_path: Pa
     html = gfm(to_markdown(report))
     assert f'<img src="assets/{asset.name}" alt="architecture" title="the model"' in html
     assert 'src="https://example.org/x.png"' in html and 'src="fig/none.png"' in html
+    assert f'<img src="assets/{asset.name}" alt="tag">' in html  # <img src> copied too
+    assert '<img src="../outside.png" alt="up">' in html  # outside the folder: left as is
 
 
 def test_runner_names_the_gpu_from_the_run_record() -> None:
