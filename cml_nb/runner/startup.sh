@@ -213,8 +213,11 @@ start_agent() {
     chown "$RUNNER_USER" "$RUNNER_DIR"
     # A background job of a script starts with SIGQUIT ignored: restore it, it is
     # how stop_taking_jobs asks gitlab-runner to finish its jobs and take no more.
-    env --default-signal=QUIT gitlab-runner run --config "$GITLAB_CONFIG" --user "$RUNNER_USER" \
-      --working-directory "$RUNNER_DIR" --listen-address "127.0.0.1:${METRICS_PORT}" &
+    (
+      trap - QUIT
+      exec gitlab-runner run --config "$GITLAB_CONFIG" --user "$RUNNER_USER" \
+        --working-directory "$RUNNER_DIR" --listen-address "127.0.0.1:${METRICS_PORT}"
+    ) &
   fi
   AGENT_PID=$!
   touch "$STATE_DIR/registered"
