@@ -193,11 +193,14 @@ class _MaskFilter(logging.Filter):
     """Masks known secrets in every record that reaches a handler."""
 
     def __init__(self) -> None:
-        super().__init__("cml-nb-secrets")
+        super().__init__()
         self.scrubber = Scrubber(include_env=False)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed call is the handler's to report
+            return True
         masked = self.scrubber.scrub(message)
         if masked != message:
             record.msg, record.args = masked, None
