@@ -43,6 +43,15 @@ def parameter_options(func: F) -> F:
     )(func)  # fmt: skip
 
 
+def junit_option(func: F) -> F:
+    """``--junit FILE``: JUnit XML, a test case per executed code cell (docs/ci.md)."""
+    return click.option(
+        "--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="Write JUnit XML here: a test suite per run, a test case per executed code cell.",
+    )(func)  # fmt: skip
+
+
 def execution_options(func: F) -> F:
     """``--kernel``, ``--cwd``, ``--timeout``, ``--keep-going``."""
     decorators = [

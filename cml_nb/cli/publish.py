@@ -129,4 +129,7 @@ def command(
     click.echo(f"{result.action} report comment on {result.target.describe()} ({images})", err=True)
     if result.status_url is not None:
         click.echo(f"status: {result.status_url}", err=True)
+    from cml_nb.ci.finish import finish_publish  # job summary (hosted images), step output
+
+    finish_publish(result)
     click.echo(result.url)

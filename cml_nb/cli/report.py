@@ -154,6 +154,9 @@ def command(
     add_changes(report, notebooks, compare.get("compare_to"))
     write_bundle(report, out_dir, max_chars=budget(forge, max_chars), collapse_lines=collapse_lines)
     click.echo(f"report ({report.status}): {out_dir / 'report.md'}", err=True)
+    from cml_nb.ci.finish import finish_report  # job summary, gate annotations
+
+    finish_report(out_dir, comparison, report.notebook)
     click.echo(str(out_dir))
     if comparison is not None:
         comparison.enforce()

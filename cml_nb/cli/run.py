@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cml_nb.cli._options import execution_options, parameter_options
+from cml_nb.cli._options import execution_options, junit_option, parameter_options
 from cml_nb.cli.history import compare_options
 from cml_nb.cli.publish import publish_options
 
@@ -64,6 +64,7 @@ def timing_summary(record: Any, top: int = 5) -> str:
     help="Publish the report as a sticky PR/MR comment (see `cml-nb publish`), also when the run fails.",
 )  # fmt: skip
 @publish_options
+@junit_option
 @click.option(
     "--live", type=float, metavar="SECONDS",
     help="With --publish: update the comment with the cells done so far, at most every SECONDS.",
@@ -88,6 +89,7 @@ def command(
     marker: str | None,
     new: bool,
     check: bool,
+    junit_path: Path | None,
     live: float | None,
     **compare: Any,
 ) -> None:
@@ -127,7 +129,13 @@ def command(
     from cml_nb.cli.report import write_report_and_compare
 
     comparison = write_report_and_compare(record, report=report, **compare)
-    publishing.final(record)
+    published = publishing.final(record)
+    from cml_nb.ci.finish import finish_run  # JUnit, annotations, job summary, step outputs
+    from cml_nb.secrets import looks_secret
+
+    secret_values = [str(v) for k, v in values.items() if looks_secret(k)]
+    finish_run(record, junit_path=junit_path, comparison=comparison, published=published,
+               report=report, secrets=secret_values)  # fmt: skip
     if not record.succeeded:
         raise execute.failure_error(record)
     if comparison is not None:  # a regression (exit 6) only counts once the run succeeded
@@ -169,9 +177,9 @@ class _Publishing:
 
         shutil.rmtree(self._workdir or "", ignore_errors=True)
 
-    def final(self, record: Any) -> None:
+    def final(self, record: Any) -> Any:
         if not self.enabled:
-            return
+            return None
         from cml_nb.errors import CmlNbError
         from cml_nb.publish import publish
 
@@ -183,5 +191,6 @@ class _Publishing:
                 raise
             # The run's own failure is the more useful exit code; still say why.
             click.secho(f"cml-nb: warning: not published: {error}", err=True, fg="yellow")
-            return
+            return None
         click.echo(f"{result.action} report comment: {result.url}", err=True)
+        return result

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cml_nb.cli._options import execution_options, parameter_value_options
+from cml_nb.cli._options import execution_options, junit_option, parameter_value_options
 
 
 class SweepCommand(click.Command):
@@ -46,8 +46,11 @@ def _progress(entry: Any, done: int, total: int) -> None:
     click.echo(line, err=True)
 
 
-def _finish(result: Any, allow_failures: bool) -> None:
+def _finish(result: Any, allow_failures: bool, junit_path: Path | None = None) -> None:
+    from cml_nb.ci.finish import finish_sweep  # JUnit of every run, annotations
     from cml_nb.sweep import runner
+
+    finish_sweep(result, junit_path)
 
     ok = len(result.runs) - len(result.failed)
     cached = sum(1 for r in result.runs if r.cached)
@@ -128,6 +131,7 @@ def _finish(result: Any, allow_failures: bool) -> None:
 @click.option("--shard", metavar="K/N", help="Run only the K-th of N shares (CI matrices).")
 @click.option("--report/--no-report", default=True, help="Write the comparison report.")
 @click.option("--allow-failures", is_flag=True, help="Exit 0 even when some runs failed.")
+@junit_option
 def command(
     notebook: Path,
     grid_options: tuple[str, ...],
@@ -152,6 +156,7 @@ def command(
     shard: str | None,
     report: bool,
     allow_failures: bool,
+    junit_path: Path | None,
 ) -> None:
     """Run NOTEBOOK once per configuration of a parameter space and compare the runs.
 
@@ -200,7 +205,7 @@ def command(
         report=report,
         progress=_progress,
     )
-    _finish(result, allow_failures)
+    _finish(result, allow_failures, junit_path)
 
 
 @click.command()
@@ -218,6 +223,7 @@ def command(
 )
 @click.option("--report/--no-report", default=True, help="Write the comparison report.")
 @click.option("--allow-failures", is_flag=True, help="Exit 0 even when some runs failed.")
+@junit_option
 def merge(
     folders: tuple[Path, ...],
     output: Path,
@@ -225,9 +231,10 @@ def merge(
     goal: str | None,
     report: bool,
     allow_failures: bool,
+    junit_path: Path | None,
 ) -> None:
     """Join the sweep folders of CI shards (cml-nb sweep --shard K/N) into one sweep and report."""
     from cml_nb.sweep.merge import merge_sweeps
 
     result = merge_sweeps(folders, output, metric=metric, goal=goal, report=report)
-    _finish(result, allow_failures)
+    _finish(result, allow_failures, junit_path)
