@@ -40,16 +40,16 @@ def fake_token(prefix: str) -> str:
     return prefix + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36))
 
 
-@pytest.fixture
-def github(forge_emulator: Any) -> GitHubRunners:
+@pytest.fixture(name="github")
+def github_fixture(forge_emulator: Any) -> GitHubRunners:
     token = fake_token("ghp_")
     forge_emulator.state.add_token(token, "octo")
     forge_emulator.state.add_repo("github", REPO)
     return GitHubRunners(REPO, token=token, api_url=forge_emulator.github_api)
 
 
-@pytest.fixture
-def gitlab(forge_emulator: Any) -> GitLabRunners:
+@pytest.fixture(name="gitlab")
+def gitlab_fixture(forge_emulator: Any) -> GitLabRunners:
     token = fake_token("glpat-")
     forge_emulator.state.add_token(token, "octo")
     forge_emulator.state.add_repo("gitlab", "group/gpu")

@@ -26,10 +26,10 @@ from test_runner_aws import (
     REPO,
     _come_online,
     fake_token,
+    github_fixture,  # noqa: F401 (a fixture)
+    gitlab_fixture,  # noqa: F401 (a fixture)
     resolver,
 )
-from test_runner_aws import github as github_fixture  # noqa: F401 (the "github" fixture)
-from test_runner_aws import gitlab as gitlab_fixture  # noqa: F401 (the "gitlab" fixture)
 
 from cml_nb.cli import main
 from cml_nb.errors import CloudError, ConfigError
