@@ -157,10 +157,10 @@ class S3Storage:
             try:
                 answer = self._client.head_bucket(Bucket=self.bucket)
                 headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-            except ClientError as exc:  # 301 from another region still names the bucket's
+            except ClientError as exc:
+                # A 301 (another region) or 403 (no s3:ListBucket) still names the region;
+                # without it, go on in the client's region and let the upload say what is wrong.
                 headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-                if not headers.get("x-amz-bucket-region"):
-                    raise
             region = headers.get("x-amz-bucket-region") or self._client.meta.region_name
             self._region = str(region or "us-east-1")
             if self._region != self._client.meta.region_name:
