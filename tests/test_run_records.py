@@ -93,20 +93,22 @@ def test_full_disk_leaves_no_record_that_looks_fresh(tmp_path: Path) -> None:
     cells = [params, v4.new_code_cell("print('x' * size)\nfrom cml_nb import log_metric\n"
                                       "log_metric('size', size)")]  # fmt: skip
     nbformat.write(v4.new_notebook(cells=cells), tmp_path / "n.ipynb")
-    first = run_cli("run", "n.ipynb", "-o", "out/n.ipynb", "--no-report", cwd=tmp_path)
+    first = run_cli("run", "n.ipynb", "-o", "out/n.ipynb", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     out = tmp_path / "out"
     assert json.loads((out / RUN_RECORD_NAME).read_text())["metrics"] == {"size": 10}
 
     # The second run's notebook (200 kB of output) no longer fits on the "disk".
     done = run_cli(
-        "run", "n.ipynb", "-o", "out/n.ipynb", "--no-report", "-p", "size", "200000",
+        "run", "n.ipynb", "-o", "out/n.ipynb", "-p", "size", "200000",
         cwd=tmp_path, max_file_bytes=100_000,
     )  # fmt: skip
     assert done.returncode == 4
     assert "cannot write the executed notebook" in one_line_error(done)
-    # Neither the old record nor the old notebook is left to pass for this run's.
-    assert sorted(p.name for p in out.iterdir()) == []
+    # Neither the old record, nor the old notebook, nor the old report is left to pass
+    # for this run's (the report's images may stay: nothing points at them).
+    assert sorted(p.name for p in out.iterdir()) == ["report"]
+    assert not {"report.json", "report.md"} & {p.name for p in (out / "report").iterdir()}
 
 
 def test_record_write_failure_removes_the_stale_record(tmp_path: Path) -> None:

@@ -109,20 +109,28 @@ def command(
     if publish_report and not report:
         raise click.UsageError("--publish needs the report bundle: drop --no-report")
     publishing = _Publishing(notebook, target, storage, marker, new, check, live, publish_report)
-    record = execute.run(
-        notebook,
-        output,
-        values,
-        kernel=kernel,
-        cwd=cwd,
-        timeout=timeout,
-        keep_going=keep_going,
-        allow_unknown=allow_unknown,
-        progress_bar=tty if progress is None else progress,
-        log_output=(not tty) if log_output is None else log_output,
-        raise_on_failure=False,
-        hooks=publishing.hooks(),
-    )
+    from cml_nb.errors import OutputWriteError
+
+    try:
+        record = execute.run(
+            notebook,
+            output,
+            values,
+            kernel=kernel,
+            cwd=cwd,
+            timeout=timeout,
+            keep_going=keep_going,
+            allow_unknown=allow_unknown,
+            progress_bar=tty if progress is None else progress,
+            log_output=(not tty) if log_output is None else log_output,
+            raise_on_failure=False,
+            hooks=publishing.hooks(),
+        )
+    except OutputWriteError:
+        publishing.stop_live()
+        if report:  # the run left no record: an older bundle beside it must not pass for it
+            _discard_stale_bundle(Path(output) if output else execute.default_output(notebook))
+        raise
     publishing.stop_live()
     click.echo(timing_summary(record), err=True)
     click.echo(f"executed notebook: {record.output}", err=True)
@@ -140,6 +148,14 @@ def command(
         raise execute.failure_error(record)
     if comparison is not None:  # a regression (exit 6) only counts once the run succeeded
         comparison.enforce()
+
+
+def _discard_stale_bundle(executed: Path) -> None:
+    """Remove report.json and report.md of the bundle an earlier run left beside ``executed``."""
+    bundle = executed.parent / "report"
+    for name in ("report.json", "report.md"):
+        with contextlib.suppress(OSError):
+            (bundle / name).unlink()
 
 
 class _Publishing:
