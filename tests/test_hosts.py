@@ -112,7 +112,7 @@ def test_the_users_config_names_an_unknown_host(forge_emulator, tmp_path, monkey
     user.write_text(f'[hosts."git.corp.example"]\nforge = "gitlab"\n'
                     f'api_url = "{forge_emulator.gitlab_api}"\n')  # fmt: skip
     env = {"GITLAB_TOKEN": s.token, config.USER_CONFIG_VARIABLE: str(user)}
-    assert token_destination(env=env, cwd=repo) == forge_emulator.gitlab_api
+    assert token_destination(env=env, cwd=repo, target="auto") == forge_emulator.gitlab_api
     monkeypatch.chdir(repo)
     folder = scenarios.bundle(tmp_path / "bundle", images=0)
     result = CliRunner().invoke(main, ["publish", str(folder), "--target", f"issue/{issue.number}"],

@@ -126,12 +126,14 @@ def token_destination(**options: Any) -> str:
     """The API root a publish with these options would send the token to; nothing is sent.
 
     Takes :func:`context_for`'s keyword arguments (``forge``, ``repo``, ``api_url``,
-    ``cwd``, ``env``), so a face (the Jupyter post dialog) can name the host first.
+    ``cwd``, ``env``; others, such as ``target``, are ignored), so a face (the Jupyter
+    post dialog) can name the host first with the arguments it publishes with.
 
     Raises:
         ConfigError: as :func:`context_for`.
     """
-    ctx = context_for(**options)
+    known = ("forge", "repo", "token", "api_url", "cwd", "env")
+    ctx = context_for(**{k: v for k, v in options.items() if k in known})
     assert ctx.api_url is not None
     return ctx.api_url
 
