@@ -78,7 +78,8 @@ def test_launch_makes_one_guarded_vm_and_stop_deletes_it_all(
     scheduling = body["scheduling"]
     # Compute Engine's own lifetime guard: it deletes the VM after max-lifetime.
     assert scheduling["instanceTerminationAction"] == "DELETE"
-    assert scheduling["maxRunDuration"] == {"seconds": str(3 * 3600)}
+    # ... a margin after the startup script's own guard (CLOUD_LIMIT_MARGIN_S).
+    assert scheduling["maxRunDuration"] == {"seconds": str(3 * 3600 + 600)}
     assert scheduling["onHostMaintenance"] == "TERMINATE"
     assert scheduling["provisioningModel"] == "STANDARD"
     assert body["guestAccelerators"] == [
@@ -97,7 +98,9 @@ def test_launch_makes_one_guarded_vm_and_stop_deletes_it_all(
     assert body["labels"] == {"team": "vision", "cml-nb-runner": "gpu-1"}
     items = metadata(body)
     assert items["cml-nb-repository"] == REPO and items["cml-nb-forge"] == "github"
-    assert "EXPECT_GPU=1" in items["startup-script"]
+    assert "EXPECT_GPU=1" in items["user-data"] and "startup-script" not in items
+    # Jobs are blocked from GCP's metadata service (IPv4 and IPv6), not EC2's IPv6 one.
+    assert "fd20:ce::254" in items["user-data"] and "fd00:ec2::254" not in items["user-data"]
     assert gcp.leaks()["disks"] == ["us-central1-a/gpu-1"] and len(gcp.leaks()["addresses"]) == 1
 
     (view,) = lifecycle.list_runners(cloud(), resolver(github))
@@ -270,7 +273,7 @@ def test_arm_machine_gets_the_arm_image(gcp: GcpEmulator, github: GitHubRunners)
     result = lifecycle.launch(request(instance_type="t2a-standard-4"), cloud(), github)
     ((params, body),) = inserts(gcp)
     assert body["disks"][0]["initializeParams"]["sourceImage"].endswith("ubuntu-2204-lts-arm64")
-    assert "EXPECT_GPU=0" in metadata(body)["startup-script"]
+    assert "EXPECT_GPU=0" in metadata(body)["user-data"]
     lifecycle.stop(cloud(), resolver(github), result.name)
 
 
@@ -333,7 +336,7 @@ def test_gitlab_runner_on_gcp(gcp: GcpEmulator, gitlab: GitLabRunners, forge_emu
     result = lifecycle.launch(request(name="gl-gpu"), cloud(), gitlab)
     (runner,) = forge_emulator.state.repo("group/gpu").runners.values()
     ((_, body),) = inserts(gcp)
-    assert f"REGISTRATION={runner['token']}" in metadata(body)["startup-script"]
+    assert f"REGISTRATION={runner['token']}" in metadata(body)["user-data"]
     actions = lifecycle.stop(cloud(), resolver(gitlab), result.name)
     assert sorted(a.action for a in actions) == ["terminate", "unregister"]
 
@@ -367,7 +370,7 @@ def test_cli_launch_list_stop_cleanup_on_gcp_without_leaking_secrets(
     assert stopped.exit_code == 0, stopped.output
     assert "terminate us-central1-a/cli-gpu" in stopped.stdout
     ((_, body),) = inserts(gcp)
-    registration = metadata(body)["startup-script"].split("REGISTRATION=")[1].split("\n")[0]
+    registration = metadata(body)["user-data"].split("REGISTRATION=")[1].split("\n")[0]
     key_file = Path(os.environ["GOOGLE_APPLICATION_CREDENTIALS"])
     key = json.loads(key_file.read_text())["private_key"]
     for output in (launched.output, listed.output, spared.output, stopped.output):

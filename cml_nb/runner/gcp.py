@@ -35,6 +35,7 @@ from cml_nb.runner.clouds import (
     LaunchSpec,
     refuse_options,
 )
+from cml_nb.runner.script import CLOUD_LIMIT_MARGIN_S
 from cml_nb.secrets import Scrubber
 
 log = logging.getLogger(__name__)
@@ -428,7 +429,9 @@ class ComputeEngine:
     def _body(self, spec: LaunchSpec, zone: str, spot: bool) -> dict[str, Any]:
         machine, accelerator, count = parse_machine(spec.instance_type)
         labels = self._labels(spec)
-        metadata = [{"key": "startup-script", "value": spec.user_data}]
+        # cloud-init reads ``user-data`` once per VM, as on EC2; ``startup-script`` would
+        # run at every boot, and the script keeps its own guards across reboots.
+        metadata = [{"key": "user-data", "value": spec.user_data}]
         metadata += [
             {"key": _META_PREFIX + key.removeprefix("cml-nb:"), "value": value}
             for key, value in spec.tags.items()
@@ -465,9 +468,10 @@ class ComputeEngine:
             "service_accounts": [],
             "scheduling": {
                 "provisioning_model": "SPOT" if spot else "STANDARD",
-                # Compute Engine's own lifetime guard: it deletes the VM at the end.
+                # Compute Engine's own lifetime guard: it deletes the VM at the end, a
+                # margin after the startup script's own guard should have shut it down.
                 "instance_termination_action": "DELETE",
-                "max_run_duration": {"seconds": int(spec.max_lifetime_s)},
+                "max_run_duration": {"seconds": int(spec.max_lifetime_s) + CLOUD_LIMIT_MARGIN_S},
                 # GPUs cannot live-migrate; a restarted runner would re-register.
                 "on_host_maintenance": "TERMINATE",
                 "automatic_restart": False,

@@ -35,7 +35,7 @@ from cml_nb.runner.clouds import (
     LaunchSpec,
 )
 from cml_nb.runner.registration import ForgeRunner, Registration, RunnerForge
-from cml_nb.runner.script import StartupSettings, render
+from cml_nb.runner.script import METADATA_ADDRESSES, StartupSettings, render
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,8 @@ def launch(
             arch="arm64" if info.architecture == "arm64" else "x64",
             cml_nb_spec=request.cml_nb_spec,
             user_script=request.startup_script,
+            # The metadata service jobs must not reach is the cloud's own (AWS's for plugins).
+            metadata_addresses=METADATA_ADDRESSES.get(cloud.name, METADATA_ADDRESSES["aws"]),
         )
         spec = LaunchSpec(
             name=name,
