@@ -98,3 +98,21 @@ def test_report_html_is_linear_in_the_number_of_images() -> None:
     # One str.replace per image over a page that grows to ~30 MB took minutes; one pass
     # takes well under a second on a laptop (the bound leaves room for a loaded CI box).
     assert elapsed < 10, elapsed
+
+
+def test_plotly_figure_is_drawn_once_per_figure() -> None:
+    from cml_nb.report.outputs import plotly_png
+
+    figure = {"data": [{"type": "bar", "x": ["a"], "y": [4]}], "layout": {"width": 200}}
+    first = plotly_png(figure)
+    assert first[0] is not None and first[0].startswith(b"\x89PNG"), first[1]
+    start = time.perf_counter()
+    again = plotly_png(json_copy(figure))  # an equal figure from another output
+    assert again[0] is first[0]  # the cached rendering: kaleido did not start again
+    assert time.perf_counter() - start < 0.5
+
+
+def json_copy(value: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(value))

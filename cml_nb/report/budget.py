@@ -110,24 +110,6 @@ def truncate_outputs(blocks: list[Block]) -> tuple[list[Block], int]:
     return out, count
 
 
-def drop_code(blocks: list[Block]) -> tuple[list[Block], int]:
-    """Blocks without code, and how many code blocks went."""
-    out: list[Block] = []
-    count = 0
-    for block in blocks:
-        if isinstance(block, CodeBlock):
-            count += 1
-            continue
-        if isinstance(block, DetailsBlock):
-            inner, n = drop_code(block.blocks)
-            count += n
-            if inner:
-                out.append(replace(block, blocks=inner))
-            continue
-        out.append(block)
-    return out, count
-
-
 #: Where the notice sends readers for everything: ``{url}`` when the full report is hosted.
 FULL_REPORT_HOSTED = "The full report: {url}"
 FULL_REPORT_ARTIFACT = "The full report is report.html in the run's artifact."

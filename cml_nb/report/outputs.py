@@ -22,7 +22,7 @@ from typing import Any
 from cml_nb.metrics import METRICS_MIME
 from cml_nb.notebook import strip_ansi
 from cml_nb.report.html_split import dropped_content, split_html
-from cml_nb.report.images import decode_image
+from cml_nb.report.images import decode_image, looks_like
 from cml_nb.report.model import (
     Block,
     ErrorBlock,
@@ -64,11 +64,6 @@ def joined(text: str | list[str] | None) -> str:
 def clean_text(text: str) -> str:
     """Stream or repr text as a terminal would show it at the end, colour codes removed."""
     return strip_ansi(render_terminal(text))
-
-
-def final_frames(text: str) -> str:
-    """Kept for callers of the old name: the terminal rendering of ``text``."""
-    return render_terminal(text)
 
 
 def latex_body(latex: str) -> str:
@@ -194,14 +189,9 @@ def _render_plotly(figure: Any) -> tuple[bytes | None, str]:
     except Exception as exc:  # kaleido's errors are many (no Chrome, bad figure, timeout)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         return None, f"kaleido could not draw it: {first}"
-    if not isinstance(png, bytes) or not decode_ok(png):
+    if not isinstance(png, bytes) or not looks_like(png, "image/png"):
         return None, "kaleido returned no PNG"
     return png, ""
-
-
-def decode_ok(png: bytes) -> bool:
-    """Whether ``png`` starts as PNG files do."""
-    return png.startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def _plotly(data: Data, ctx: _Context) -> list[Block] | None:
