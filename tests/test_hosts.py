@@ -88,6 +88,8 @@ def test_unknown_host_asks_for_api_url_and_sends_nothing(tmp_path: Path, monkeyp
     assert "git.corp.example" in str(caught.value) and "gitlab.com" not in str(caught.value)
     with pytest.raises(ConfigError, match="--api-url"):
         context_for(forge="github", env={"GITHUB_TOKEN": "ghp_x" * 8}, cwd=repo)
+    with pytest.raises(ConfigError, match=r"--forge github\|gitlab and --api-url"):
+        context_for(env=env, cwd=repo)
     # The CLI says it in one line with exit code 2.
     monkeypatch.chdir(repo)
     folder = scenarios.bundle(tmp_path / "bundle", images=0)

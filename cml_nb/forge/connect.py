@@ -54,6 +54,12 @@ def context_for(
     ctx = ctx.override(repository=repo, api_url=api_url, token=token)
     if ctx.remote_host and ctx.api_source in (None, _REMOTE):
         ctx = _user_host(ctx, env)  # the user's word on a host beats cml-nb's guess
+    if ctx.forge is None and ctx.remote_host:
+        raise ConfigError(
+            f"cannot tell the forge: the git remote's host {ctx.remote_host} is not one cml-nb "
+            "knows; pass --forge github|gitlab and --api-url URL, or name the host in your "
+            "config file (docs/configuration.md)"
+        )
     if ctx.forge is None:
         raise ConfigError(
             "cannot tell the forge: not in GitHub Actions or GitLab CI, and the git remote "
