@@ -116,3 +116,26 @@ def test_unwritable_junit_path_is_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 4
     assert "cannot write --junit" in output and "Traceback" not in output
+
+
+def test_init_wires_junit_into_both_pipelines() -> None:
+    import shlex
+
+    import yaml
+
+    from cml_nb.pipelines import PipelineOptions, render
+
+    gitlab = yaml.safe_load(render(PipelineOptions("gitlab", "train.ipynb")).text)
+    words = shlex.split(gitlab["cml-nb"]["script"][0])
+    junit = words[words.index("--junit") + 1]
+    assert gitlab["cml-nb"]["artifacts"]["reports"]["junit"] == junit
+    sweep = yaml.safe_load(render(PipelineOptions("gitlab", "train.ipynb", sweep=True)).text)
+    job = next(j for j in sweep.values() if isinstance(j, dict) and j.get("stage") == "sweep")
+    assert job["artifacts"]["reports"]["junit"] == "sweep-shards/$SHARD/junit.xml"
+    assert "--junit sweep-shards/$SHARD/junit.xml" in job["script"][0]
+    github = yaml.safe_load(render(PipelineOptions("github", "train.ipynb")).text)
+    steps = github["jobs"]["report"]["steps"]
+    run = next(s["run"] for s in steps if s.get("name") == "Run and publish")
+    uploaded = next(s["with"]["path"] for s in steps if "upload-artifact" in s.get("uses", ""))
+    junit = shlex.split(run)[shlex.split(run).index("--junit") + 1]
+    assert junit.startswith(uploaded)  # the runs/ artifact carries it to test-report actions

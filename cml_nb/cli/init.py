@@ -70,6 +70,10 @@ import click
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the pipeline here instead of .github/workflows/cml-nb.yml or .gitlab-ci.yml.",
 )
+@click.option(
+    "--use-action", is_flag=True,
+    help="GitHub: run the notebook with the cml-nb composite action (uses: cml-nb/cml-nb).",
+)  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing pipeline file.")
 @click.option("--dry-run", is_flag=True, help="Print the pipeline instead of writing it.")
 def command(
@@ -86,6 +90,7 @@ def command(
     install: str | None,
     branch: str | None,
     output: Path | None,
+    use_action: bool,
     force: bool,
     dry_run: bool,
 ) -> None:
@@ -109,6 +114,7 @@ def command(
         "shards": shards,
         "python": python,
         "branch": branch,
+        "use_action": use_action,
     }
     if install:
         settings["install"] = install

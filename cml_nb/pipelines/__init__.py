@@ -65,6 +65,8 @@ class PipelineOptions:
         kernel: kernel to run the notebook with, when its own is not ``python3``.
         gpu: GPU shorthand for ``cml-nb runner launch --gpu`` (e.g. ``t4``).
         region: AWS region of the runner.
+        use_action: GitHub only: run the notebook with the cml-nb composite action
+            (``uses: cml-nb/cml-nb@vX.Y.Z``) instead of ``run:`` steps.
     """
 
     forge: str
@@ -80,6 +82,7 @@ class PipelineOptions:
     kernel: str | None = None
     gpu: str = "t4"
     region: str = "us-east-1"
+    use_action: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 SHARDS_DIR = "sweep-shards"
 #: The run cache that CI caches carry between pipelines (``cml-nb sweep --cache-dir``).
 CACHE_DIR = ".cache/cml-nb"
+#: The JUnit XML of the run (``--junit``), read by GitLab's MR widget and test-report actions.
+JUNIT_FILE = "runs/junit.xml"
 
 
 def install_script(options: PipelineOptions) -> str:
@@ -35,7 +37,7 @@ def run_command(options: PipelineOptions) -> str:
     if options.kernel:
         words += ["--kernel", options.kernel]
     # --check adds a check run (GitHub) or commit status (GitLab) beside the comment.
-    return _join([*words, "--publish", "--check"])
+    return _join([*words, "--publish", "--check", "--junit", JUNIT_FILE])
 
 
 def sweep_output(options: PipelineOptions) -> str:
@@ -50,7 +52,10 @@ def sweep_shard_command(options: PipelineOptions, shard: str, total: str) -> str
         words += ["--kernel", options.kernel]
     words += ["--cache-dir", CACHE_DIR]
     # The shard expression is left unquoted: CI substitutes it before the shell runs.
-    return _join(words) + f" --shard {shard}/{total} --output {SHARDS_DIR}/{shard}"
+    return _join(words) + (
+        f" --shard {shard}/{total} --output {SHARDS_DIR}/{shard}"
+        f" --junit {SHARDS_DIR}/{shard}/junit.xml"
+    )
 
 
 def sweep_merge_command(options: PipelineOptions) -> str:

@@ -8,17 +8,21 @@ a label unique to this workflow run (and shard), and those jobs run on it.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from cml_nb import __version__
+from cml_nb.errors import ConfigError
 from cml_nb.pipelines import DOCS_URL, RUNNERS_URL, _yaml, commands
 
 if TYPE_CHECKING:
     from cml_nb.pipelines import Pipeline, PipelineOptions, Secret
 
 PATH = PurePosixPath(".github/workflows/cml-nb.yml")
+#: The composite action at the root of cml-nb's repository (action.yml), for --use-action.
+ACTION = "cml-nb/cml-nb"
 SETTINGS = "repository Settings > Secrets and variables > Actions > New repository secret"
 
 #: What every job may do: read the code.
@@ -37,6 +41,8 @@ def build(options: PipelineOptions) -> Pipeline:
     gpu = options.gpu_runner is not None
     if gpu:
         jobs["launch-runner"] = _launch_job(options)
+    if options.use_action and options.sweep:
+        raise ConfigError("--use-action runs one notebook: drop --sweep, or --use-action")
     if options.sweep:
         jobs["sweep"] = _sweep_job(options, gpu)
         jobs["merge"] = _merge_job(options)
@@ -101,12 +107,30 @@ def _report_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
         job["needs"] = "launch-runner"
     job["runs-on"] = _runs_on(gpu, "cml-nb-${{ github.run_id }}")
     job["permissions"] = dict(PUBLISH)
+    if options.use_action:
+        job["steps"] = _action_steps(options)
+        return job
     job["steps"] = [
         *_setup_steps(options),
         {"name": "Run and publish", "run": commands.run_command(options), "env": _token_env()},
         _upload("cml-nb-runs", "runs/"),
     ]
     return job
+
+
+def _action_steps(options: PipelineOptions) -> list[dict[str, Any]]:
+    # The action installs cml-nb from its own checkout; only the project's needs remain.
+    setup = _setup_steps(options)[:2]
+    if options.requirements:
+        files = " ".join(f"-r {shlex.quote(r)}" for r in options.requirements)
+        setup.append({"name": "Install requirements", "run": f"python -m pip install {files}"})
+    inputs: dict[str, str] = {"notebook": options.notebook, "publish": "true", "check": "true",
+                              "junit": commands.JUNIT_FILE}  # fmt: skip
+    if options.kernel:
+        inputs["kernel"] = options.kernel
+    run = {"name": "Run and publish", "id": "cml-nb", "uses": f"{ACTION}@v{__version__}",
+           "with": inputs}  # fmt: skip
+    return [*setup, run, _upload("cml-nb-runs", "runs/")]
 
 
 def _sweep_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:

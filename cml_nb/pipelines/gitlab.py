@@ -34,8 +34,11 @@ WORKFLOW_RULES = [
 
 def build(options: PipelineOptions) -> Pipeline:
     """The ``.gitlab-ci.yml`` for ``options``."""
+    from cml_nb.errors import ConfigError
     from cml_nb.pipelines import Pipeline
 
+    if options.use_action:
+        raise ConfigError("--use-action is for GitHub Actions: drop it for GitLab CI")
     gpu = options.gpu_runner is not None
     stages = (["launch"] if gpu else []) + (["sweep", "merge"] if options.sweep else ["report"])
     document: dict[str, Any] = {
@@ -94,7 +97,8 @@ def _report_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
         job["tags"] = ["cml-nb-$CI_PIPELINE_ID"]
     job.update(_python(options, gpu))
     job["script"] = [commands.run_command(options)]
-    job["artifacts"] = _artifacts("runs/")
+    # reports:junit shows each cell as a test in the MR widget (docs.gitlab.com/ci/testing/unit_test_reports/).
+    job["artifacts"] = {**_artifacts("runs/"), "reports": {"junit": commands.JUNIT_FILE}}
     return job
 
 
@@ -119,7 +123,10 @@ def _sweep_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
         commands.sweep_shard_command(options, "$SHARD", str(options.shards)),
     ]
     # Each shard writes only its own subfolder, so the merge job's copy holds them all.
-    job["artifacts"] = _artifacts(f"{commands.SHARDS_DIR}/")
+    job["artifacts"] = {
+        **_artifacts(f"{commands.SHARDS_DIR}/"),
+        "reports": {"junit": f"{commands.SHARDS_DIR}/$SHARD/junit.xml"},
+    }
     return job
 
 
