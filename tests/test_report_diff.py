@@ -202,3 +202,34 @@ def test_report_json_round_trips_the_diff_blocks(repo: Path) -> None:
     assert again.count("```diff") == io.StringIO(
         (repo / "bundle" / "report.md").read_text()
     ).read().count("```diff")
+
+
+def test_run_compare_to_adds_the_changes_of_the_executed_notebook(repo: Path) -> None:
+    base = v4.new_notebook(cells=[v4.new_code_cell("x = 1"), v4.new_code_cell("print(x * 2)")])
+    base.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    _commit(repo, base, "base")
+    head = v4.new_notebook(
+        cells=[
+            v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+            v4.new_code_cell("print(x * 3)"),
+        ]
+    )
+    head.metadata = base.metadata
+    _commit(repo, head, "head")
+    out = repo / "runs" / "train.ipynb"
+    result = CliRunner().invoke(
+        main,
+        ["run", str(repo / "train.ipynb"), "-o", str(out), "-p", "x", "5", "--compare-to",
+         "HEAD~1", "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    markdown = (out.parent / "report" / "report.md").read_text()
+    html = _changes_html(markdown)
+    # Papermill's injected-parameters cell is not a change; the edited cell is cell 2.
+    assert "Changes against HEAD~1: 1 cell changed" in html
+    assert "<strong>Cell 2</strong> (code) changed" in html
+    assert "-print(x * 2)\n+print(x * 3)" in html
