@@ -83,10 +83,10 @@ def test_live_updates_send_only_what_changed(forge_emulator, tmp_path, monkeypat
     finally:
         live.close()
     first, text_only, unchanged, with_image = sent
-    assert first == 5  # find the PR, the account, the comment; post it; check for a twin
+    assert first == 4  # find the PR and the comment; post it; check for a concurrent twin
     assert text_only == 1  # the PATCH of the comment, nothing else
     assert unchanged == 0  # the comment would not change: no request at all
-    assert with_image <= 8  # one commit of the new image (Git Data API) and the PATCH
+    assert with_image <= 7  # the repository, one commit of the new image, and the PATCH
     assert live.costs == [2, 1, with_image]  # what cml-nb measured from x-ratelimit-remaining
     (comment,) = s.pull.comments
     assert "step 3" in comment.body

@@ -74,6 +74,11 @@ class GitHubForge:
         self._objects: dict[tuple[str, int], Any] = {}
         #: Pull requests seen whose head branch lives in a fork (their runs get read-only tokens).
         self._fork_pulls: set[int] = set()
+        # ``ghs_``: a GitHub App installation token, as GITHUB_TOKEN is (github.blog/engineering/
+        # platform-security/behind-githubs-new-authentication-token-formats/).
+        self._installation_token = token.startswith("ghs_")
+        #: Refs read by ``list_files``, reused once by the ``commit_files`` that follows.
+        self._read_refs: dict[str, Any] = {}
 
     # -- errors --------------------------------------------------------------------
 
@@ -140,6 +145,10 @@ class GitHubForge:
         """The token's login; None for app installation tokens (``GITHUB_TOKEN``)."""
         if self._login_known:
             return self._login
+        if self._installation_token:
+            # GET /user always answers 403 to an installation token: save the request.
+            self._login, self._login_known = None, True
+            return None
         from github import GithubException
 
         try:
@@ -344,11 +353,13 @@ class GitHubForge:
             # Reading it completes the lazy object, so its url becomes .../git/refs/...:
             # editing through the lazy .../git/ref/... url would PATCH a route GitHub lacks.
             _ = ref.object.sha
-            return ref
         except GithubException as exc:
             if exc.status == 404:
-                return None
-            raise self._translate(exc, f"reading branch {branch}", "read") from None
+                ref = None
+            else:
+                raise self._translate(exc, f"reading branch {branch}", "read") from None
+        self._read_refs[branch] = ref
+        return ref
 
     def list_files(self, branch: str) -> set[str] | None:
         """Paths of the files on ``branch``; None when it does not exist."""
@@ -371,7 +382,11 @@ class GitHubForge:
         from github import GithubException, InputGitTreeElement
 
         for attempt in range(3):
-            ref = self._ref(branch)
+            # The tip list_files just read saves a request; if it moved since, the
+            # fast-forward fails (422) and the next attempt reads it afresh.
+            known = attempt == 0 and branch in self._read_refs
+            ref = self._read_refs.pop(branch) if known else self._ref(branch)
+            self._read_refs.pop(branch, None)
             tip = None if ref is None else str(ref.object.sha)
             parent = tip or start
             with self._errors(f"committing {len(files)} file(s) to {branch}", "contents"):
@@ -408,7 +423,10 @@ class GitHubForge:
         For private repositories GitHub serves it to signed-in readers by redirecting
         to a short-lived raw URL, so images stay private and still render.
         """
-        html = self._call("reading the repository", "read", lambda: self._repo.html_url)
+        from cml_nb.forge.hosts import web_url_for_api
+
+        # The web root follows from the API root (github.com, GHE.com, GHES): no request.
+        html = f"{web_url_for_api(self.api_url)}/{self.repository}"
         quoted = urllib.parse.quote(path)
         return f"{html}/blob/{urllib.parse.quote(branch, safe='')}/{quoted}?raw=true"
 
