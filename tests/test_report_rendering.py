@@ -11,6 +11,7 @@ import random
 import struct
 import time
 import zlib
+from pathlib import Path
 
 import cmarkgfm
 import pytest
@@ -116,3 +117,19 @@ def json_copy(value: dict) -> dict:
     import json
 
     return json.loads(json.dumps(value))
+
+
+def test_markdown_cells_with_empty_attachments_and_data_images(tmp_path: Path) -> None:
+    from nbformat.v4 import new_markdown_cell
+
+    from cml_nb.report import write_bundle
+
+    uri = "data:image/png;base64," + base64.b64encode(png(2)).decode()
+    cell = new_markdown_cell(f'![empty](attachment:e.png) and <img src="{uri}" alt="inline">')
+    cell["attachments"] = {"e.png": {"image/png": ""}}  # as an interrupted paste saves it
+    report = build_report([new_notebook(cells=[cell])])
+    bundle = write_bundle(report, tmp_path / "bundle")  # used to fail: "asset ... has no data"
+    [name] = report.assets
+    assert (bundle / "assets" / name).read_bytes() == png(2)
+    html = gfm((bundle / "report.md").read_text())
+    assert f'<img src="assets/{name}" alt="inline">' in html

@@ -12,8 +12,6 @@ Cell visibility follows Jupyter Book's tags (``remove-cell``, ``remove-input``,
 
 from __future__ import annotations
 
-import base64
-import binascii
 import html
 import json
 import re
@@ -27,7 +25,8 @@ from cml_nb.errors import NotebookReadError
 from cml_nb.metrics import read_metrics
 from cml_nb.notebook import ERROR_MARKER_TAG, cell_numbers, first_error
 from cml_nb.records import RUN_RECORD_NAME, SUCCEEDED, RunRecord
-from cml_nb.report.images import looks_like
+from cml_nb.report.html_split import extract_data_images
+from cml_nb.report.images import checked, decode_image
 from cml_nb.report.model import (
     Block,
     CodeBlock,
@@ -197,25 +196,30 @@ def _error_outputs(nb: Mapping[str, Any]) -> int:
 
 
 def _attachments(cell: Mapping[str, Any], report: Report) -> tuple[str, list[str]]:
-    """Markdown text with ``attachment:x.png`` links pointing at stored assets."""
+    """Markdown text with ``attachment:x.png`` links pointing at stored assets.
+
+    Unreadable attachments (empty, not base64, not the format they claim) keep their
+    link, which shows as a broken image in Jupyter too; ``data:`` images in ``<img>``
+    tags of the cell are moved into assets like those of HTML outputs.
+    """
     text = joined(cell.get("source"))
     names: list[str] = []
     for filename, bundle in (cell.get("attachments") or {}).items():
         for mime, payload in (bundle or {}).items():
             if not mime.startswith("image/"):
                 continue
-            try:
-                raw = (
-                    joined(payload).encode()
-                    if mime == "image/svg+xml"
-                    else base64.b64decode(joined(payload))
-                )
-            except (binascii.Error, ValueError):
+            decoded = decode_image(joined(payload), mime)
+            if decoded.problem:
                 continue
-            asset = report.add_asset(raw, mime)
+            asset = report.add_asset(decoded.data, mime)
             text = text.replace(f"attachment:{filename}", f"assets/{asset.name}")
             names.append(asset.name)
             break
+    if "data:" in text:
+        text, inline, _ = extract_data_images(
+            text, lambda data, mime: report.add_asset(data, mime).name
+        )
+        names += inline
     return text, names
 
 
@@ -241,10 +245,10 @@ def _local_images(text: str, report: Report, folders: Sequence[Path]) -> tuple[s
         for folder in folders:
             path = (folder / unquote(link)).resolve()
             if path.is_file() and path.is_relative_to(folder.resolve()):
-                data = path.read_bytes()
-                if not looks_like(data, mime):
+                found = checked(path.read_bytes(), mime)
+                if found.problem:
                     return None  # not the image its name says: leave the link as written
-                asset = report.add_asset(data, mime)
+                asset = report.add_asset(found.data, mime)
                 names.append(asset.name)
                 return f"assets/{asset.name}"
         return None
