@@ -175,7 +175,7 @@ def create_ref(call: Call) -> Reply:
         return error(404, "Not Found")
     data = call.json
     name = data["ref"].removeprefix("refs/")
-    if name in repo.git.refs:
+    if name in repo.git.refs:  # docs.github.com/en/rest/git/refs#create-a-reference: 422
         return Reply(422, {"message": "Reference already exists"})
     if data["sha"] not in repo.git.commits:
         return Reply(422, {"message": "Object does not exist"})
@@ -193,6 +193,8 @@ def update_ref(call: Call) -> Reply:
     if data["sha"] not in repo.git.commits:
         return Reply(422, {"message": "Object does not exist"})
     if not data.get("force") and repo.git.refs[name] not in ancestors(repo, data["sha"]):
+        # https://docs.github.com/en/rest/git/refs#update-a-reference: without force, only
+        # a fast-forward; GitHub answers 422 "Update is not a fast forward".
         return Reply(422, {"message": "Update is not a fast forward"})
     repo.git.refs[name] = data["sha"]
     return Reply(200, _ref_json(call, repo, name))
@@ -226,7 +228,9 @@ def create_check_run(call: Call) -> Reply:
     if repo is None:
         return error(404, "Not Found")
     assert call.grant is not None
-    if not call.grant.app:  # GitHub: only GitHub Apps (and GITHUB_TOKEN) may write checks
+    # https://docs.github.com/en/rest/checks/runs#create-a-check-run: "OAuth apps and
+    # personal access tokens (classic) cannot use this endpoint" (GitHub Apps, GITHUB_TOKEN can).
+    if not call.grant.app:
         return error(403, "You must authenticate via a GitHub App.")
     data = call.json
     run_id = call.state.next_id()

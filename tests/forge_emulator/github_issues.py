@@ -118,7 +118,7 @@ def _find_comment(repo: Repo, cid: int, *, commit: bool) -> tuple[list[Comment],
 @routes.get("/user", op="/user")
 def get_user(call: Call) -> Reply:
     assert call.grant is not None
-    if call.grant.app:
+    if call.grant.app:  # installation tokens have no user: GET /user answers 403 (as GitHub does)
         return error(403, "Resource not accessible by integration")
     return Reply(200, {**user_json(call, call.grant.account), "user_view_type": "private"})
 

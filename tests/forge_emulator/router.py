@@ -136,7 +136,12 @@ class Router:
 
 
 def paginate(call: Call, items: list[Any], url: str) -> Reply:
-    """One page of ``items`` with GitHub/GitLab style ``Link`` and ``X-*`` headers."""
+    """One page of ``items`` with GitHub/GitLab style ``Link`` and ``X-*`` headers.
+
+    GitHub: per_page at most 100, ``Link`` with rel next/last/prev/first
+    (docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api; the
+    form is checked against @octokit/fixtures in tests/test_octokit_contract.py).
+    """
     page = int(call.request.args.get("page", 1))
     per_page = min(int(call.request.args.get("per_page", 30)), 100)
     total = len(items)

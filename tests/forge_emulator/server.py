@@ -215,6 +215,8 @@ class ForgeEmulator:
         if grant is None:
             if route.forge == "gitlab":
                 return Reply(401, {"message": "401 Unauthorized"})
+            # docs.github.com/en/rest/authentication/authenticating-to-the-rest-api: a bad
+            # token is 401 "Bad credentials"; a missing write permission 403 (below).
             return Reply(401, {"message": "Bad credentials",
                                "documentation_url": "https://docs.github.com/rest"})  # fmt: skip
         if route.perm and route.perm not in grant.permissions:
