@@ -169,3 +169,15 @@ def _srcs(html: str) -> list[str]:
     import re
 
     return re.findall(r'<img src="([^"]+)"', html)
+
+
+def test_a_publish_that_fails_after_a_failed_run_is_a_warning(tmp_path: Path) -> None:
+    notebook = tmp_path / "raises_in_cell_2.ipynb"
+    shutil.copy(NOTEBOOKS / "raises_in_cell_2.ipynb", notebook)
+    env = {**_actions_env(tmp_path), "GITHUB_REPOSITORY": "", "GITHUB_TOKEN": "", "GH_TOKEN": "",
+           "GITLAB_TOKEN": "", "CI_JOB_TOKEN": "", "REPO_TOKEN": ""}  # fmt: skip
+    code, output = _run(env, str(notebook), "--publish", "-o", str(tmp_path / "o" / "r.ipynb"))
+    assert code == 1, output  # the run's own failure stays the exit code
+    warnings = [line for line in output.splitlines() if line.startswith("::warning")]
+    assert len(warnings) == 1 and "title=report not published::" in warnings[0], output
+    assert any(line.startswith("::error") for line in output.splitlines())

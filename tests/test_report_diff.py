@@ -183,6 +183,10 @@ def test_a_ref_that_looks_like_an_option_is_a_ref(repo: Path) -> None:
     assert not (repo / "x").exists()
     assert read_at_ref("HEAD", repo / "train.ipynb") is not None
     assert read_at_ref("HEAD", repo / "other.ipynb") is None
+    outside = repo.parent / f"{repo.name}-elsewhere"
+    outside.mkdir()
+    with pytest.raises(ConfigError, match="is not in a git repository"):
+        read_at_ref("HEAD", outside / "train.ipynb")
 
 
 def test_report_json_round_trips_the_diff_blocks(repo: Path) -> None:

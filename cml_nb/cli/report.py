@@ -79,6 +79,9 @@ def write_run_report(record: Any, prepare: Callable[[Any], None] | None = None) 
         if record.succeeded:
             raise
         click.secho(f"cml-nb: warning: no report: {error}", err=True, fg="yellow")
+        from cml_nb.ci.annotations import Annotator
+
+        Annotator().warning(str(error), file=record.notebook, title="no report")
         return None
     click.echo(f"report: {bundle / 'report.md'}", err=True)
     return bundle

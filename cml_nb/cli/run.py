@@ -207,6 +207,9 @@ class _Publishing:
                 raise
             # The run's own failure is the more useful exit code; still say why.
             click.secho(f"cml-nb: warning: not published: {error}", err=True, fg="yellow")
+            from cml_nb.ci.annotations import Annotator
+
+            Annotator().warning(str(error), file=record.notebook, title="report not published")
             return None
         click.echo(f"{result.action} report comment: {result.url}", err=True)
         return result

@@ -101,6 +101,8 @@ def read_at_ref(ref: str, path: Path) -> dict[str, Any] | None:
     verify = _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
                   folder)  # fmt: skip
     if verify.returncode != 0:
+        if _git(["rev-parse", "--git-dir"], folder).returncode != 0:
+            raise ConfigError(f"--compare-to {ref}: {path} is not in a git repository")
         raise ConfigError(
             f"--compare-to {ref}: no such commit in the repository of {path} "
             "(fetch it, e.g. actions/checkout with fetch-depth: 0)"
