@@ -26,7 +26,7 @@ from cml_nb.metrics import read_metrics
 from cml_nb.notebook import ERROR_MARKER_TAG, cell_numbers, first_error
 from cml_nb.records import RUN_RECORD_NAME, SUCCEEDED, RunRecord
 from cml_nb.report.html_split import extract_data_images
-from cml_nb.report.images import checked, decode_image
+from cml_nb.report.image_data import checked, decode_image
 from cml_nb.report.model import (
     Block,
     CodeBlock,

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cml_nb.report.images import data_uri_image
+from cml_nb.report.image_data import data_uri_image
 from cml_nb.report.model import Block, HtmlBlock, TableBlock
 from cml_nb.report.sanitize import is_blank, sanitize_html
 from cml_nb.report.tables import parse_table

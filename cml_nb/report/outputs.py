@@ -22,7 +22,8 @@ from typing import Any
 from cml_nb.metrics import METRICS_MIME
 from cml_nb.notebook import strip_ansi
 from cml_nb.report.html_split import dropped_content, split_html
-from cml_nb.report.images import decode_image, looks_like
+from cml_nb.report.image_data import decode_image
+from cml_nb.report.images import looks_like
 from cml_nb.report.model import (
     Block,
     ErrorBlock,
