@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -63,7 +63,7 @@ class CellEvent:
     def __init__(
         self, kind: str, index: int, live_nb: Any, mask: Callable[[Any], Any] | None = None
     ) -> None:
-        self.kind = kind  # "cell_start" or "cell_complete"
+        self.kind = kind  # "cell_start", "output" (a kernel message arrived) or "cell_complete"
         self.index = index
         self.live_nb = live_nb
         self._mask = mask
@@ -133,6 +133,8 @@ def load_notebook(path: Path) -> Any:
         # from_dict: an upgraded nbformat 3 notebook keeps v3's node class otherwise,
         # which papermill does not recognise as a notebook.
         nb = nbformat.from_dict(nbformat.convert(nbformat.from_dict(data), 4))  # type: ignore[no-untyped-call]
+    except RecursionError:
+        raise NotebookReadError(f"{path} is nested too deeply to be a notebook") from None
     except Exception as exc:  # nbformat's upgrade raises many types for odd v3 files
         raise NotebookReadError(f"{path} is not a Jupyter notebook: {exc}") from None
     problem = structure_problem(nb)
@@ -181,6 +183,13 @@ def _engine_class() -> type:
             finally:
                 self.log_output = logging_on
             self.session.emit("cell_complete", cell_index or 0)
+
+        def autosave_cell(self) -> None:
+            # papermill calls this on every kernel message: "output" events let hooks
+            # (a sweep's pruner) read values as they stream, mid-cell.
+            super().autosave_cell()
+            if self.session.current_index is not None:
+                self.session.emit("output", self.session.current_index)
 
     class Engine(NBClientEngine):  # type: ignore[misc]
         @classmethod
@@ -267,6 +276,9 @@ def run(
     hooks: list[Hook] | None = None,
     raise_on_failure: bool = True,
     km: Any = None,
+    loggers: str | Sequence[str] | None = None,
+    tensorboard_dirs: Sequence[str | Path] = (),
+    mlflow_experiment: str | None = None,
 ) -> RunRecord:
     """Execute ``notebook`` with ``parameters``; write the executed notebook and run record.
 
@@ -287,16 +299,23 @@ def run(
         raise_on_failure: raise a ``NotebookExecutionError`` subclass when the run fails.
         km: a kernel manager whose kernel is already starting (sweeps start kernels
             ahead); the caller shuts it down. None starts a fresh kernel here.
+        loggers: the logger readers to ask for what the notebook wrote during the run
+            (:mod:`cml_nb.loggers`); None for all, ``[]`` for none.
+        tensorboard_dirs: more folders of TensorBoard event files (``--tensorboard``).
+        mlflow_experiment: read only this MLflow experiment's runs.
 
     Returns:
         The run record (also written as ``run.json``).
     """
-    started, clock = _now(), time.perf_counter()
+    started, clock, started_epoch = _now(), time.perf_counter(), time.time()
     source = Path(notebook)
     out_path = Path(output) if output else default_output(source)
     nb = load_notebook(source)
 
     injected = params_mod.validate(nb, parameters or {}, allow_unknown=allow_unknown)
+    from cml_nb import loggers as loggers_mod  # TensorBoard, DVCLive, MLflow: docs/loggers.md
+
+    chosen_loggers = loggers_mod.parse(loggers)  # an unknown name fails before the run
     if injected and params_mod.find_parameters_cell(nb) is None:
         log.warning("%s has no cell tagged 'parameters': injecting parameters at the top", source)
     scrubber = Scrubber(str(v) for k, v in injected.items() if looks_secret(k))
@@ -351,6 +370,9 @@ def run(
         status, message = TIMEOUT, f"a cell ran longer than the {timeout:g} s timeout"
     except DeadKernelError:
         status, message = KERNEL_DIED, "the kernel died while a cell ran"
+    except RecursionError:  # nbformat cannot hold an output the kernel sent (JSON ~900 deep)
+        status = FAILED
+        session.failure = ("RecursionError", "it displayed an output nested too deeply", [])
     except RuntimeError as exc:
         if "Kernel died" not in str(exc):
             raise
@@ -367,12 +389,18 @@ def run(
 
     _write_notebook(executed, out_path, source)
     logged = read_metrics(executed)
+    context = loggers_mod.RunContext(
+        Path(cwd or source.parent).resolve(), started_epoch,
+        [Path(d) for d in tensorboard_dirs], mlflow_experiment,
+    )  # fmt: skip
+    from_loggers = loggers_mod.collect(chosen_loggers, context)
+    metrics, sources = from_loggers.merged(logged["metrics"])
     record = RunRecord(
         notebook=str(source),
         output=str(out_path),
         status=status,
         parameters=mask_parameters(injected),
-        metrics=mask_parameters(logged["metrics"]),
+        metrics=mask_parameters(metrics),
         history=logged["history"],
         logged_params=mask_parameters(logged["params"]),
         error=error,
@@ -383,6 +411,9 @@ def run(
         finished_at=_now(),
         kernel=kernel or executed.metadata.get("kernelspec", {}).get("name", ""),
         environment=environment_future.result(),
+        series=from_loggers.series_json(),
+        metric_sources=sources,
+        loggers=from_loggers.summary(),
     )
     probe.shutdown()
     record.write(out_path.parent, scrubber)

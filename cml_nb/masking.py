@@ -17,7 +17,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from cml_nb.notebook import INJECTED_TAG
+from cml_nb.notebook import INJECTED_TAG, MAX_DEPTH, too_deep
 from cml_nb.secrets import MASK, Scrubber, looks_secret, mask_parameters
 
 #: MIME types whose notebook data is base64 of binary bytes, not text.
@@ -62,6 +62,8 @@ def _mask_output(output: Any, scrubber: Scrubber) -> None:
             # is a string or a JSON document (application/json, vendor JSON, widgets).
             if isinstance(value, list):
                 data[mime] = scrubber.scrub(_joined(value))
+            elif too_deep(value):  # a kernel displayed it; no later stage could walk it
+                data[mime] = f"(removed by cml-nb: {mime} nested over {MAX_DEPTH} levels deep)"
             else:
                 data[mime] = _node(scrubber.scrub_data(value))
     if "metadata" in output:

@@ -64,6 +64,23 @@ def first_error(nb: Mapping[str, Any]) -> CellError | None:
 
 
 _CELL_TYPES = ("code", "markdown", "raw")
+#: Deeper than any real notebook (widget state and Vega specs nest a few dozen levels);
+#: every later stage walks notebooks recursively and would overflow Python's stack.
+MAX_DEPTH = 200
+
+
+def too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON-like ``data`` nests deeper than ``limit`` (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return False
 
 
 def _is_text(value: Any) -> bool:
@@ -81,6 +98,8 @@ def structure_problem(nb: Any) -> str | None:
     """
     if not isinstance(nb, Mapping):
         return "it is not a JSON object"
+    if too_deep(nb):
+        return f"it is nested more than {MAX_DEPTH} levels deep"
     if "cells" not in nb:
         return "it has no 'cells'"
     if not isinstance(nb["cells"], list):

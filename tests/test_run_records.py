@@ -78,6 +78,8 @@ def test_nbformat_3_notebook_runs(tmp_path: Path) -> None:
          "its metadata.kernelspec is not an object"),
         ('{"cells": [], "metadata": {}, "nbformat": 5, "nbformat_minor": 0}', "nbformat 5"),
         ("[1, 2]", "no nbformat version"),
+        ('{"cells": [], "nbformat": 4, "nbformat_minor": 5, "metadata": {"x": '
+         + '{"a": ' * 300 + "1" + "}" * 300 + "}}", "nested more than 200 levels deep"),
     ],
 )  # fmt: skip
 def test_malformed_notebook_is_one_line_exit_3(tmp_path: Path, text: str, expected: str) -> None:
@@ -85,6 +87,18 @@ def test_malformed_notebook_is_one_line_exit_3(tmp_path: Path, text: str, expect
     done = run_cli("run", "bad.ipynb", "-o", "out/n.ipynb", cwd=tmp_path)
     assert done.returncode == 3
     assert expected in one_line_error(done)
+
+
+def test_output_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    deep = v4.new_code_cell(
+        "d = cur = {}\nfor _ in range(700):\n    cur['a'] = {}\n    cur = cur['a']\n"
+        "from IPython.display import JSON, display\ndisplay(JSON(d))"
+    )
+    nbformat.write(v4.new_notebook(cells=[deep]), tmp_path / "deep.ipynb")
+    done = run_cli("run", "deep.ipynb", "-o", "out/n.ipynb", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "cell 1 (In [1]) raised RecursionError" in one_line_error(done)
+    assert (tmp_path / "out" / "run.json").exists()  # and the record says so
 
 
 def test_full_disk_leaves_no_record_that_looks_fresh(tmp_path: Path) -> None:
