@@ -97,10 +97,17 @@ def _report(repo: Path, *args: str) -> tuple[int, str, str]:
 
 
 def _changes_html(markdown: str) -> str:
+    """The Changes section as GitHub renders it: its <details> element, nested ones included."""
     html = markdown_to_html(markdown)
-    found = re.search(r"<details><summary>Changes against .*?</details>\s*$", html, re.S)
-    assert found, html
-    return found.group(0)
+    start = html.find("<details><summary>Changes against ")
+    assert start >= 0, html
+    depth, position = 0, start
+    for tag in re.finditer(r"<(/?)details\b", html[start:]):
+        depth += -1 if tag.group(1) else 1
+        if depth == 0:
+            position = start + tag.end()
+            break
+    return html[start:position]
 
 
 def test_modified_added_removed_cells_and_a_changed_image(repo: Path) -> None:
@@ -195,7 +202,7 @@ def test_report_json_round_trips_the_diff_blocks(repo: Path) -> None:
     code, output, _ = _report(repo, "--compare-to", "HEAD~1")
     assert code == 0, output
     data = json.loads((repo / "bundle" / "report.json").read_text())
-    section = data["blocks"][-1]
+    section = data["blocks"][0]
     assert section["type"] == "details"
     kinds = {b["type"] for b in section["blocks"]}
     assert {"diff", "image", "markdown"} <= kinds

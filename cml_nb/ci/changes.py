@@ -44,7 +44,7 @@ def resolve_ref(compare_to: str, cwd: Path) -> tuple[str, str]:
 
 
 def add_changes(report: Report, executed: Sequence[Path], compare_to: str | None) -> None:
-    """Append the Changes section of each executed notebook against ``compare_to``.
+    """Put the Changes section of each executed notebook first in the report body.
 
     Does nothing when ``compare_to`` is None. The new blocks are masked like the rest
     of the report (the base notebook's outputs may print anything).
@@ -58,10 +58,12 @@ def add_changes(report: Report, executed: Sequence[Path], compare_to: str | None
     from cml_nb.report.build import read_notebook
     from cml_nb.report.redact import make_scrubber, redact_report
 
-    for path in executed:
+    # First in the body, right under the metrics: the budget keeps the end for the
+    # notebook's results, and a reviewer reads the one-line summary before the outputs.
+    for position, path in enumerate(executed):
         source = _source_of(path)
         ref, name = resolve_ref(compare_to, source.parent)
         label = str(source) if len(executed) > 1 else ""
         section = diff.notebook_changes(read_notebook(path), source, ref, report, label, name)
-        report.blocks.append(section)
+        report.blocks.insert(position, section)
     redact_report(report, make_scrubber())
