@@ -133,3 +133,19 @@ def test_markdown_cells_with_empty_attachments_and_data_images(tmp_path: Path) -
     assert (bundle / "assets" / name).read_bytes() == png(2)
     html = gfm((bundle / "report.md").read_text())
     assert f'<img src="assets/{name}" alt="inline">' in html
+
+
+def test_html_that_sanitizes_to_nothing_falls_back_to_the_next_mime_type() -> None:
+    empty_html = "<style>.x{}</style><script>draw()</script>"
+    with_latex = new_output(
+        "display_data",
+        data={"text/html": empty_html, "text/latex": "$x^2$", "text/plain": "<Eq object>"},
+    )
+    repr_only = new_output(
+        "display_data",
+        data={"text/html": empty_html, "text/plain": "<IPython.core.display.HTML object>"},
+    )
+    nb = new_notebook(cells=[new_code_cell("x", outputs=[with_latex, repr_only])])
+    html = gfm(to_markdown(build_report([nb])))
+    assert '<pre lang="math"><code>x^2' in html
+    assert "IPython.core.display.HTML object" not in html and "draw()" not in html
