@@ -79,6 +79,11 @@ class RunRecord:
         started_at / finished_at: ISO 8601 UTC timestamps.
         kernel: the kernel name used.
         environment: Python, platform, packages, git, GPUs and CI provider.
+        series: the full series of each scalar the notebook's loggers wrote (TensorBoard,
+            DVCLive, MLflow), ``{tag: [{"step", "value", "wall_time"}]}``.
+        metric_sources: which source each metric came from (``cml_nb`` for
+            ``log_metric``, else the logger's name).
+        loggers: the loggers read, their notes and the seconds reading took.
     """
 
     notebook: str
@@ -96,6 +101,9 @@ class RunRecord:
     finished_at: str = ""
     kernel: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
+    series: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    metric_sources: dict[str, str] = field(default_factory=dict)
+    loggers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:

@@ -71,3 +71,28 @@ def execution_options(func: F) -> F:
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+def logger_options(func: F) -> F:
+    """``--loggers``, ``--tensorboard DIR``, ``--mlflow-experiment`` (docs/loggers.md)."""
+    decorators = [
+        click.option(
+            "--loggers", "loggers", metavar="NAMES",
+            help="Metric sources to read after the run: tensorboard,dvclive,mlflow "
+            "(default: all), or none.",
+        ),
+        click.option(
+            "--tensorboard", "tensorboard_dirs", multiple=True,
+            type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+            help="Also read TensorBoard event files under DIR (repeatable; default "
+            "runs/, logs/, lightning_logs/ under the kernel's working directory).",
+        ),
+        click.option(
+            "--mlflow-experiment", metavar="NAME",
+            help="Read only this MLflow experiment's runs (default: every run started "
+            "during this one).",
+        ),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func

@@ -10,7 +10,12 @@ from typing import Any
 
 import click
 
-from cml_nb.cli._options import execution_options, junit_option, parameter_options
+from cml_nb.cli._options import (
+    execution_options,
+    junit_option,
+    logger_options,
+    parameter_options,
+)
 from cml_nb.cli.history import compare_options
 from cml_nb.cli.publish import publish_options
 
@@ -45,6 +50,7 @@ def timing_summary(record: Any, top: int = 5) -> str:
 )  # fmt: skip
 @parameter_options
 @execution_options
+@logger_options
 @click.option(
     "--progress/--no-progress", default=None,
     help="Progress bar (default: on when stderr is a terminal).",
@@ -80,6 +86,9 @@ def command(
     cwd: Path | None,
     timeout: float | None,
     keep_going: bool,
+    loggers: str | None,
+    tensorboard_dirs: tuple[Path, ...],
+    mlflow_experiment: str | None,
     progress: bool | None,
     log_output: bool | None,
     report: bool,
@@ -125,6 +134,9 @@ def command(
             log_output=(not tty) if log_output is None else log_output,
             raise_on_failure=False,
             hooks=publishing.hooks(),
+            loggers=loggers,
+            tensorboard_dirs=tensorboard_dirs,
+            mlflow_experiment=mlflow_experiment,
         )
     except OutputWriteError:
         publishing.stop_live()
