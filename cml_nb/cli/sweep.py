@@ -52,11 +52,13 @@ def _finish(result: Any, allow_failures: bool, junit_path: Path | None = None) -
 
     finish_sweep(result, junit_path)
 
-    ok = len(result.runs) - len(result.failed)
+    pruned = len(result.pruned)
+    ok = len(result.runs) - len(result.failed) - pruned
     cached = sum(1 for r in result.runs if r.cached)
     click.echo(
-        f"{len(result.runs)} runs: {ok} succeeded, {len(result.failed)} failed "
-        f"({result.executed} executed, {cached} reused from the cache)",
+        f"{len(result.runs)} runs: {ok} succeeded, {len(result.failed)} failed"
+        + (f", {pruned} pruned" if pruned else "")
+        + f" ({result.executed} executed, {cached} reused from the cache)",
         err=True,
     )
     best = result.best()
@@ -84,7 +86,8 @@ def _finish(result: Any, allow_failures: bool, junit_path: Path | None = None) -
     "-f",
     "--sweep-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A YAML space with grid:, random: (n, seed, parameters), list: and fixed parameters:.",
+    help="A YAML space with grid:, random: (n, seed, parameters), list: and fixed parameters:;"
+    " or a search: method: tpe|random|cmaes|grid, trials:, typed parameters: (docs/sweep.md).",
 )
 @parameter_value_options  # fixed for every run (-f names the sweep file here)
 @execution_options
@@ -106,13 +109,11 @@ def _finish(result: Any, allow_failures: bool, junit_path: Path | None = None) -
     metavar="ADDRESS",
     help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster).",
 )
-@click.option("--metric", help="Metric that ranks the runs, e.g. accuracy.")
+@click.option("--metric", help="Metric that ranks the runs (a search optimises it), e.g. accuracy.")
 @click.option(
     "--goal",
     type=click.Choice(["max", "min"]),
-    default="max",
-    show_default=True,
-    help="Whether a higher or a lower --metric is better.",
+    help="Whether a higher or a lower --metric is better (default: the search file's, else max).",
 )
 @click.option(
     "--dep",
@@ -148,7 +149,7 @@ def command(
     executor: str,
     scheduler: str | None,
     metric: str | None,
-    goal: str,
+    goal: str | None,
     deps: tuple[Path, ...],
     cache_dir: Path | None,
     cache: bool,
@@ -173,16 +174,37 @@ def command(
     """
     from cml_nb import parameters
     from cml_nb.cli.run import _sigterm_as_interrupt
-    from cml_nb.sweep import runner, space
+    from cml_nb.sweep import runner, search, space
 
     _sigterm_as_interrupt()  # a cancelled CI job still gets its sweep.json
 
-    sweep_space = space.load_file(sweep_file) if sweep_file else space.SweepSpace()
+    sweep_space = search.read_sweep_file(sweep_file) if sweep_file else space.SweepSpace()
+    options = {"scheduler": scheduler} if scheduler else {}
+    if isinstance(sweep_space, search.SearchSpec):
+        from cml_nb.errors import ConfigError
+        from cml_nb.sweep.study import run_search
+
+        if grid_options or shard:
+            raise ConfigError(
+                f"{'-g' if grid_options else '--shard'} does not apply to a search "
+                f"(method: {sweep_space.method}): put every parameter in the sweep file, "
+                "and spread trials with -j or --executor dask"
+            )
+        sweep_space.fixed.update(parameters.collect((), parameter_yaml, parameter_pairs))
+        result = run_search(
+            notebook, sweep_space, output, executor=executor,
+            jobs=jobs or (None if executor == "dask" and scheduler else runner.cpu_count()),
+            executor_options=options, kernel=kernel, cwd=cwd, timeout=timeout,
+            allow_unknown=allow_unknown, keep_going=keep_going, deps=deps, cache_dir=cache_dir,
+            use_cache=cache, force=force, metric=metric, goal=goal, report=report,
+            progress=_progress,
+        )  # fmt: skip
+        _finish(result, allow_failures, junit_path)
+        return
     for option in grid_options:
         name, values = space.parse_grid_option(option)
         sweep_space.grid[name] = values
     sweep_space.fixed.update(parameters.collect((), parameter_yaml, parameter_pairs))
-    options = {"scheduler": scheduler} if scheduler else {}
     result = runner.run_sweep(
         notebook,
         sweep_space,
@@ -201,7 +223,7 @@ def command(
         force=force,
         shard_spec=space.parse_shard(shard) if shard else None,
         metric=metric,
-        goal=goal,
+        goal=goal or "max",
         report=report,
         progress=_progress,
     )

@@ -50,7 +50,7 @@ def ranking_table(result: SweepResult) -> TableBlock:
     best = result.best()
     ranked = result.ranked()
     rows = []
-    for rank, run in enumerate([*ranked, *result.failed], start=1):
+    for rank, run in enumerate([*ranked, *result.pruned, *result.failed], start=1):
         mark = BEST_MARK if best is not None and run.name == best.name else str(rank)
         if not run.succeeded:
             mark = "—"
@@ -204,16 +204,24 @@ def build_comparison(result: SweepResult, *, embed_best: bool = True) -> Report:
                 "metric": result.metric,
                 "goal": result.goal,
                 "best": best.name if best else None,
+                **(
+                    {"pruned": len(result.pruned), "search": result.search} if result.search else {}
+                ),
             }
         },
     )
     summary = f"**{len(result.runs)} runs** over {', '.join(result.swept) or 'no parameter'}"
-    summary += f" · {len(result.runs) - len(failed)} succeeded · {len(failed)} failed"
+    pruned = len(result.pruned)
+    summary += f" · {len(result.runs) - len(failed) - pruned} succeeded · {len(failed)} failed"
+    summary += f" · {pruned} pruned" if result.search else ""
     if best is not None:
         summary += f" · best by `{result.metric}` ({result.goal}): `{best.name}`"
         summary += " (its metrics and parameters are in the tables above)"
     report.blocks.append(MarkdownBlock(summary, role="markdown"))
     report.blocks.append(ranking_table(result))
+    from cml_nb.sweep.search_report import search_blocks  # a search's history and importances
+
+    report.blocks.extend(search_blocks(result, report))
     if failed:
         report.blocks.append(failures_table(failed))
     plotted = [

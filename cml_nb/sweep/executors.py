@@ -10,6 +10,11 @@ a task raised) for each, in any order, as runs finish. Built in:
 
 Third-party executors register under the ``cml_nb.executors`` entry-point group;
 the entry point names a factory ``(jobs: int, **options) -> Executor``.
+
+A search sweep cannot list its tasks up front: Optuna proposes each trial once the
+earlier ones are told. Executors that can take tasks one by one have ``open()``,
+which returns a ``Session`` (``submit``, ``wait``, ``close``); the study falls back
+to batches of ``jobs`` tasks through ``run`` for executors without it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,22 @@ class Executor(Protocol):
         (then pending tasks are cancelled); an exception raised by a task is yielded,
         not raised, so one broken run never stops the others.
         """
+        ...
+
+
+class Session(Protocol):
+    """An open executor that takes tasks one at a time (a search's ask/tell loop)."""
+
+    def submit(self, task: RunTask) -> None:
+        """Start ``task`` (queued when every worker is busy)."""
+        ...
+
+    def wait(self) -> list[Outcome]:
+        """Block until at least one submitted task finishes; return those finished."""
+        ...
+
+    def close(self, cancel: bool) -> None:
+        """Stop: wait for nothing and stop tasks in flight when ``cancel``."""
         ...
 
 
@@ -127,6 +148,42 @@ class LocalExecutor:
             else:  # interrupted, or the consumer stopped: do not wait for runs in flight
                 _stop_workers(pool)
 
+    def open(self, kernel: str, cwd: str) -> Session:
+        """A session of ``jobs`` worker processes, warmed for ``kernel`` in ``cwd``."""
+        env = dict(os.environ)
+        pool = ProcessPoolExecutor(
+            max_workers=self.jobs,
+            mp_context=_context(),
+            initializer=warm_up,
+            initargs=(kernel, cwd, env),
+        )
+        return _LocalSession(pool, env)
+
+
+class _LocalSession:
+    def __init__(self, pool: ProcessPoolExecutor, env: dict[str, str]) -> None:
+        self.pool, self.env = pool, env
+        self.futures: dict[Future[TaskResult], RunTask] = {}
+
+    def submit(self, task: RunTask) -> None:
+        task.env = self.env
+        self.futures[self.pool.submit(execute_task, task)] = task
+
+    def wait(self) -> list[Outcome]:
+        done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
+        found: list[Outcome] = []
+        for future in done:
+            task = self.futures.pop(future)
+            error = future.exception()
+            found.append((task, error if error is not None else future.result()))
+        return found
+
+    def close(self, cancel: bool) -> None:
+        if cancel:
+            _stop_workers(self.pool)
+        else:
+            self.pool.shutdown(wait=True)
+
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Cancel queued runs and terminate the workers (their kernels exit with them)."""
@@ -192,6 +249,55 @@ class DaskExecutor:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+    def open(self, kernel: str, cwd: str) -> Session:
+        """A session on the cluster (``kernel`` and ``cwd`` travel with each task)."""
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise MissingDependencyError("--executor dask", "dask", "distributed") from None
+        cluster = None
+        if self.scheduler:
+            client = _connect(Client, self.scheduler)
+        else:
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=self.jobs or os.cpu_count() or 1,
+                threads_per_worker=1,
+                dashboard_address=None,
+            )
+            client = Client(cluster)  # type: ignore[no-untyped-call]
+        return _DaskSession(client, cluster)
+
+
+class _DaskSession:
+    def __init__(self, client: Any, cluster: Any) -> None:
+        self.client, self.cluster = client, cluster
+        self.futures: dict[Any, RunTask] = {}
+
+    def submit(self, task: RunTask) -> None:
+        # As in DaskExecutor.run: each run starts its own kernel.
+        self.futures[self.client.submit(execute_task, task, False, pure=False)] = task
+
+    def wait(self) -> list[Outcome]:
+        from distributed import wait as dask_wait
+
+        done = dask_wait(list(self.futures), return_when="FIRST_COMPLETED").done  # type: ignore[no-untyped-call]
+        found: list[Outcome] = []
+        for future in done:
+            task = self.futures.pop(future)
+            try:
+                found.append((task, future.result()))
+            except Exception as error:  # the task's own failure
+                found.append((task, error))
+        return found
+
+    def close(self, cancel: bool) -> None:
+        if cancel:
+            for future in self.futures:
+                future.cancel()
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
 
 
 def _connect(client_class: Any, address: str) -> Any:

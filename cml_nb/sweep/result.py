@@ -20,6 +20,8 @@ RUNS_DIR = "runs"
 REPORT_DIR = "report"
 SWEEP_VERSION = 1
 NOT_RUN = "not_run"
+#: A search trial its pruner stopped early (on purpose: not a failure).
+PRUNED = "pruned"
 
 
 @dataclass
@@ -68,11 +70,18 @@ class SweepResult:
     metric: str | None = None
     goal: str = "max"
     shards: list[list[int]] = field(default_factory=list)
+    #: A search sweep's summary (method, best trial, importances, pruned); empty otherwise.
+    search: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[RunEntry]:
-        """Runs that did not succeed (not run ones included)."""
-        return [r for r in self.runs if not r.succeeded]
+        """Runs that did not succeed (not run ones included; pruned ones are not failures)."""
+        return [r for r in self.runs if not r.succeeded and r.status != PRUNED]
+
+    @property
+    def pruned(self) -> list[RunEntry]:
+        """Search trials that their pruner stopped early."""
+        return [r for r in self.runs if r.status == PRUNED]
 
     @property
     def executed(self) -> int:

@@ -39,6 +39,8 @@ class RunTask:
         prefetch: start a spare kernel for this worker's next run.
         env: the environment the kernel gets (the sweep process's, for local
             workers that fork from a long-lived forkserver); None keeps the worker's.
+        pruning: a search trial's ``prune.PruneSpec``: report stepped values to a pruner
+            as they stream and interrupt the kernel when it prunes; None for no pruning.
     """
 
     name: str
@@ -53,6 +55,7 @@ class RunTask:
     keep_going: bool = False
     prefetch: bool = False
     env: dict[str, str] | None = field(default=None, repr=False)
+    pruning: Any = field(default=None, repr=False)
 
 
 @dataclass
@@ -246,6 +249,12 @@ def execute_task(task: RunTask, use_pool: bool = True) -> TaskResult:
         km = kernels.take(task.kernel, cwd) if kernels else None
         if kernels and task.prefetch:
             kernels.prefetch(task.kernel, cwd)
+        own = None
+        if task.pruning is not None and km is None:
+            # The pruner interrupts the kernel, so this run needs a handle on it.
+            own = KernelPool()
+            km = own._start(task.kernel, cwd)
+        watch = _prune_watch(task, km)
         try:
             record = execute.run(
                 source,
@@ -259,11 +268,28 @@ def execute_task(task: RunTask, use_pool: bool = True) -> TaskResult:
                 keep_going=task.keep_going,
                 raise_on_failure=False,
                 km=km,
+                hooks=[watch] if watch is not None else None,
             )
         finally:
-            if kernels is not None and km is not None:
+            if own is not None:
+                own.retire(km)
+                own.close()
+            elif kernels is not None and km is not None:
                 kernels.retire(km)
         files = {p.name: p.read_bytes() for p in output.parent.iterdir() if p.is_file()}
-        return TaskResult(task.name, record.to_dict(), files)
+        result = TaskResult(task.name, record.to_dict(), files)
+        if watch is not None and watch.pruned_step is not None:
+            from cml_nb.sweep.prune import mark_pruned
+
+            mark_pruned(result.record, result.files, watch.pruned_step)
+        return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _prune_watch(task: RunTask, km: Any) -> Any:
+    if task.pruning is None:
+        return None
+    from cml_nb.sweep.prune import PruneWatch
+
+    return PruneWatch(task.pruning, km)
