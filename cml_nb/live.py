@@ -29,6 +29,9 @@ BUDGET_ENV = "CML_NB_LIVE_BUDGET"
 DEFAULT_BUDGET = 300.0
 #: Pause live updates when fewer requests than this share of the limit remain.
 RESERVE_SHARE = 0.2
+#: A live update waits at most this long for a rate limit, then is skipped: a later
+#: snapshot will do, and a long sleep could outlast the run and overwrite the final report.
+LIVE_MAX_WAIT = 10.0
 
 
 def live_budget(env: dict[str, str] | None = None) -> float:
@@ -67,6 +70,8 @@ class LiveSession:
     fresh: bool = False
     #: The forge's rate-limit state before the latest update's requests.
     before: tuple[int, int, int] | None = None
+    #: Set by ``LivePublisher.close``: the final report is next, send nothing more.
+    closed: bool = False
 
     def _start(self, report: Any, folder: Path) -> int:
         from cml_nb.forge import comments as sticky
@@ -80,6 +85,9 @@ class LiveSession:
                           api_url=opts.get("api_url"), cwd=opts.get("cwd"), env=opts.get("env"))  # fmt: skip
         self.token = ctx.token
         self.driver = connect(ctx)
+        limit = getattr(self.driver, "limit_waits", None)  # GitHub's driver waits out limits
+        if callable(limit):
+            limit(LIVE_MAX_WAIT)
         marker = opts.get("marker")
         self.marker = sticky.marker_name(marker) if marker else default_marker(report, folder)
         self.target = _pick(self.driver, ctx, kind, arg)
@@ -114,8 +122,8 @@ class LiveSession:
         body = render(report, urls=self.urls, marker=self.marker, sha=self.sha,
                       max_chars=self.driver.max_comment_chars, notes=self.notes,
                       secrets=[self.token])  # fmt: skip
-        if body == self.body:
-            return False  # nothing new to show: no request
+        if body == self.body or self.closed:
+            return False  # nothing new to show (or the run is over): no request
         if self.comment is not None:
             try:
                 self.comment = self.driver.update_comment(self.target, self.comment, body)
@@ -193,7 +201,7 @@ class LivePublisher:
             self._publish(*snapshot)
 
     def _publish(self, nb: Any, done: int, total: int) -> None:
-        from cml_nb.errors import CmlNbError
+        from cml_nb.errors import CmlNbError, RateLimitedError
         from cml_nb.report import build_report, write_bundle
 
         try:
@@ -202,6 +210,12 @@ class LivePublisher:
             report.status = "running"
             folder = write_bundle(report, self.workdir / "live-report")
             sent = self.session.update(folder)
+        except RateLimitedError as error:
+            status = _rate(self.session.driver)
+            if status is not None and status[0] == 0:
+                self.paused_until = float(status[2])  # nothing left until the reset
+            log.warning("live report update skipped: %s", error)
+            return
         except CmlNbError as error:
             log.warning("live report update skipped: %s", error)
             return
@@ -245,6 +259,7 @@ class LivePublisher:
         """Stop after the update in progress (no further live updates)."""
         with self._wake:
             self._closed = True
+            self.session.closed = True
             self._pending = None
             self._wake.notify()
         self._thread.join(timeout=120)

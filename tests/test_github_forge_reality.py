@@ -213,3 +213,14 @@ def test_pull_requests_write_alone_comments_on_a_pr_but_not_on_an_issue(forge_em
     issue = forge_emulator.state.add_issue(s.repo)
     with pytest.raises(ForgeAuthError, match="issues: write"):
         _publish(s, scenarios.bundle(tmp_path / "b", images=0), target=f"issue/{issue.number}")
+
+
+def test_a_limit_that_keeps_coming_back_ends_as_rate_limited_not_an_outage(forge_emulator,
+                                                                           tmp_path):  # fmt: skip
+    s = scenarios.github(forge_emulator, tmp_path)
+    forge_emulator.faults.secondary_rate_limit("POST", r"/issues/\d+/comments$", retry_after=0,
+                                               times=100)  # fmt: skip
+    with pytest.raises(RateLimitedError, match="kept rate-limiting .*after 5 retries") as caught:
+        _publish(s, scenarios.bundle(tmp_path / "b", images=0))
+    assert "githubstatus" not in str(caught.value)
+    assert len(forge_emulator.requests("POST", "/comments")) == 6

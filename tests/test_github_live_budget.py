@@ -145,3 +145,28 @@ def test_live_with_new_posts_one_fresh_comment_then_edits_it(forge_emulator, tmp
         live.close()
     (comment,) = s.pull.comments
     assert "c" in comment.body and live.published == 3
+
+
+def test_a_rate_limited_live_update_is_skipped_at_once_and_pauses(forge_emulator, tmp_path,
+                                                                  monkeypatch, caplog):  # fmt: skip
+    s = scenarios.github(forge_emulator, tmp_path)
+    live = _live(s, tmp_path, monkeypatch, budget=1e6)
+    budget = forge_emulator.state.tokens[s.token].rate
+    try:
+        with caplog.at_level(logging.WARNING, logger="cml_nb"):
+            live(_snapshot("step 1\n"))
+            _settle(live, 1)
+            budget.exhaust(reset_in=600, status=429)  # the next request would wait 10 minutes
+            time.sleep(1.05)
+            started = time.monotonic()
+            live(_snapshot("step 2\n"))
+            deadline = time.monotonic() + 10
+            while "live report update skipped" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.05)
+            waited = time.monotonic() - started
+    finally:
+        live.close()
+    assert "live report update skipped" in caplog.text and waited < 5  # no 10-minute sleep
+    assert live.paused_until == pytest.approx(budget.reset_at, abs=1)
+    (comment,) = s.pull.comments
+    assert "step 1" in comment.body

@@ -14,6 +14,7 @@ import base64
 import logging
 import os
 import re
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -64,8 +65,9 @@ class GitHubForge:
         from cml_nb.forge.github_retry import make_retry
 
         interval = float(os.environ.get(WRITE_INTERVAL_ENV, "1.0"))
+        self._retry = make_retry()
         self._gh = Github(
-            base_url=self.api_url, auth=Auth.Token(token), retry=make_retry(), timeout=30,
+            base_url=self.api_url, auth=Auth.Token(token), retry=self._retry, timeout=30,
             per_page=100, seconds_between_writes=interval, seconds_between_requests=None,
         )  # fmt: skip
         self._repo = self._gh.get_repo(repository, lazy=True)
@@ -160,6 +162,10 @@ class GitHubForge:
         self._login_known = True
         return self._login
 
+    def limit_waits(self, seconds: float) -> None:
+        """Wait at most ``seconds`` for a rate limit from now on (live updates skip instead)."""
+        self._retry.max_wait = min(self._retry.max_wait, seconds)
+
     def rate_status(self) -> tuple[int, int, int] | None:
         """``(remaining, limit, reset epoch)`` from the latest answer's headers; None before one.
 
@@ -169,6 +175,9 @@ class GitHubForge:
         """
         seen = [(int(r.rate_limiting[0]), int(r.rate_limiting[1]), int(r.rate_limiting_resettime))
                 for r in (self._gh.requester, self._repo.requester) if r.rate_limiting[1] >= 0]  # fmt: skip
+        spent = self._retry.exhausted  # answers the retry consumed before PyGithub saw them
+        if spent and spent["reset"] > time.time():
+            return 0, spent["limit"], spent["reset"]  # nothing succeeds until that reset
         if not seen:
             return None
         newest = max(reset for _, _, reset in seen)

@@ -83,8 +83,17 @@ def _wait_too_long(
 class GitHubRetry(Retry):
     """urllib3 ``Retry`` with GitHub's rate-limit rules and every method retried."""
 
-    def __init__(self, *, max_wait: float = DEFAULT_MAX_WAIT, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        exhausted: dict[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.max_wait = max_wait
+        #: The latest exhausted primary limit (limit, reset), shared by every copy: PyGithub
+        #: never sees the answers a retry consumed, so it cannot report them.
+        self.exhausted: dict[str, int] = {} if exhausted is None else exhausted
         self.wait: float | None = None  # set on the Retry that sleeps before the next try
         self.why = ""
         kwargs.setdefault("allowed_methods", METHODS)
@@ -94,6 +103,7 @@ class GitHubRetry(Retry):
 
     def new(self, **kwargs: Any) -> GitHubRetry:  # noqa: D102 - urllib3's contract
         kwargs.setdefault("max_wait", self.max_wait)
+        kwargs.setdefault("exhausted", self.exhausted)
         made: GitHubRetry = super().new(**kwargs)
         return made
 
@@ -134,6 +144,8 @@ class GitHubRetry(Retry):
         reset = headers.get("x-ratelimit-reset", "")
         if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
             until = float(reset)
+            limit = headers.get("x-ratelimit-limit", "")
+            self.exhausted.update(reset=int(reset), limit=int(limit) if limit.isdigit() else 0)
             # +1: the reset happens at some point within that second.
             wait = max(until - time.time(), 0.0) + 1.0
             return wait, f"primary rate limit, resets at {clock(until)}", until
