@@ -102,7 +102,7 @@ def test_report_html_is_linear_in_the_number_of_images() -> None:
 
 
 def test_plotly_figure_is_drawn_once_per_figure() -> None:
-    from cml_nb.report.outputs import plotly_png
+    from cml_nb.report.plotly_image import plotly_png
 
     figure = {"data": [{"type": "bar", "x": ["a"], "y": [4]}], "layout": {"width": 200}}
     first = plotly_png(figure)
@@ -149,3 +149,46 @@ def test_html_that_sanitizes_to_nothing_falls_back_to_the_next_mime_type() -> No
     html = gfm(to_markdown(build_report([nb])))
     assert '<pre lang="math"><code>x^2' in html
     assert "IPython.core.display.HTML object" not in html and "draw()" not in html
+
+
+def _chrome_children() -> list[int]:
+    """Chrome processes descended from this one (kaleido's), read from /proc."""
+    import os
+
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmd:
+                names[int(entry)] = cmd.read().decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return [p for p, name in names.items() if "chrom" in name.lower() and ours(p)]
+
+
+def test_figures_of_one_report_share_one_kaleido_server_that_stops() -> None:
+    figures = [
+        new_output(
+            "display_data",
+            data={"application/vnd.plotly.v1+json": {"data": [{"type": "bar", "y": [i, 7]}]}},
+        )
+        for i in range(3)
+    ]
+    nb = new_notebook(cells=[new_code_cell("x", outputs=figures)])
+    report = build_report([nb])
+    assert len(report.assets) == 3
+    assert all(a.data.startswith(b"\x89PNG") for a in report.assets.values())
+    assert _chrome_children() == []  # the server and its Chrome are gone with the build

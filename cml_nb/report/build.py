@@ -37,6 +37,7 @@ from cml_nb.report.model import (
     Report,
 )
 from cml_nb.report.outputs import joined, output_blocks
+from cml_nb.report.plotly_image import plotly_session
 from cml_nb.report.redact import make_scrubber, redact_report
 from cml_nb.report.widget_state import saved_states
 
@@ -373,20 +374,21 @@ def build_report(
     report = Report(title=title or "")
     facts: list[_Facts] = []
     bodies: list[list[Block]] = []
-    for index, item in enumerate(notebooks):
-        nb, path, label = _load(item, index)
-        record = records[index] if records is not None else None
-        if record is None and path is not None and records is None:
-            record = _record_beside(path)
-        facts.append(_facts(nb, record, label))
-        # Relative links resolve against the source notebook's folder (the kernel's cwd).
-        folders = [Path(record.notebook).parent] if record is not None else []
-        folders += [path.parent] if path is not None else []
-        bodies.append(
-            _cell_blocks(
-                nb, report, show_code=show_code, max_table_rows=max_table_rows, folders=folders
+    with plotly_session():  # plotly figures share one kaleido server
+        for index, item in enumerate(notebooks):
+            nb, path, label = _load(item, index)
+            record = records[index] if records is not None else None
+            if record is None and path is not None and records is None:
+                record = _record_beside(path)
+            facts.append(_facts(nb, record, label))
+            # Relative links resolve against the source notebook's folder (the kernel's cwd).
+            folders = [Path(record.notebook).parent] if record is not None else []
+            folders += [path.parent] if path is not None else []
+            bodies.append(
+                _cell_blocks(
+                    nb, report, show_code=show_code, max_table_rows=max_table_rows, folders=folders
+                )
             )
-        )
 
     first = facts[0]
     report.notebook = ", ".join(f.label for f in facts)

@@ -12,7 +12,6 @@ them (:mod:`cml_nb.report.terminal`), and stderr stays distinct from stdout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -23,7 +22,6 @@ from cml_nb.metrics import METRICS_MIME
 from cml_nb.notebook import strip_ansi
 from cml_nb.report.html_split import dropped_content, split_html
 from cml_nb.report.image_data import decode_image
-from cml_nb.report.images import looks_like
 from cml_nb.report.model import (
     Block,
     ErrorBlock,
@@ -34,6 +32,7 @@ from cml_nb.report.model import (
     StreamBlock,
     TextBlock,
 )
+from cml_nb.report.plotly_image import plotly_png
 from cml_nb.report.terminal import render_terminal
 from cml_nb.report.widget_state import States, widget_text
 
@@ -161,38 +160,6 @@ def _widget(data: Data, ctx: _Context) -> list[Block] | None:
     if text:
         return [TextBlock(text, cell=ctx.cell)]
     return _images(data, ctx) or [_omitted("a widget", data, ctx.cell)]
-
-
-_PLOTLY_CACHE: dict[str, tuple[bytes | None, str]] = {}
-
-
-def plotly_png(figure: Any) -> tuple[bytes | None, str]:
-    """A static PNG of a plotly figure through kaleido, or why there is none.
-
-    Validation is off: figures saved by an older plotly carry properties the
-    installed one no longer accepts, and the saved JSON is drawn as it is. The
-    result is cached per figure (kaleido starts a browser for each rendering).
-    """
-    key = hashlib.sha256(json.dumps(figure, sort_keys=True, default=str).encode()).hexdigest()
-    if key not in _PLOTLY_CACHE:
-        _PLOTLY_CACHE[key] = _render_plotly(figure)
-    return _PLOTLY_CACHE[key]
-
-
-def _render_plotly(figure: Any) -> tuple[bytes | None, str]:
-    try:
-        import kaleido  # noqa: F401  # only to tell "not installed" from "failed"
-        import plotly.io as pio
-    except ImportError:
-        return None, "install plotly and kaleido for a static image"
-    try:
-        png = pio.to_image(figure, format="png", validate=False)
-    except Exception as exc:  # kaleido's errors are many (no Chrome, bad figure, timeout)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        return None, f"kaleido could not draw it: {first}"
-    if not isinstance(png, bytes) or not looks_like(png, "image/png"):
-        return None, "kaleido returned no PNG"
-    return png, ""
 
 
 def _plotly(data: Data, ctx: _Context) -> list[Block] | None:
