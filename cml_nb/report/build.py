@@ -374,6 +374,7 @@ def build_report(
     report = Report(title=title or "")
     facts: list[_Facts] = []
     bodies: list[list[Block]] = []
+    first_record: RunRecord | None = None
     with plotly_session():  # plotly figures share one kaleido server
         for index, item in enumerate(notebooks):
             nb, path, label = _load(item, index)
@@ -381,6 +382,7 @@ def build_report(
             if record is None and path is not None and records is None:
                 record = _record_beside(path)
             facts.append(_facts(nb, record, label))
+        first_record = record if index == 0 else first_record
             # Relative links resolve against the source notebook's folder (the kernel's cwd).
             folders = [Path(record.notebook).parent] if record is not None else []
             folders += [path.parent] if path is not None else []
@@ -402,6 +404,11 @@ def build_report(
         report.parameters, report.metrics = first.parameters, first.metrics
         report.duration = first.duration
         report.blocks = bodies[0]
+        if first_record is not None:  # what TensorBoard, DVCLive, MLflow logged (loggers/)
+            from cml_nb.loggers.curves import add_curves, record_curves
+
+            report.extra["metric_sources"] = dict(first_record.metric_sources)
+            add_curves(report, record_curves(first_record))
     else:
         report.duration = sum(f.duration or 0.0 for f in facts)
         for f, body in zip(facts, bodies, strict=True):

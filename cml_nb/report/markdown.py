@@ -131,7 +131,20 @@ def _delta(value: Any, base: Any) -> str:
 
 
 def metrics_table(report: Report) -> tuple[list[str], list[list[str]]]:
-    """The header's metrics table; with a ``baseline``, base and delta columns too."""
+    """The header's metrics table; base and delta columns with a ``baseline``.
+
+    When a logger (TensorBoard, DVCLive, MLflow) supplied a metric, a Source column
+    says where each value came from (``cml_nb`` for ``log_metric``).
+    """
+    columns, rows = _metrics_rows(report)
+    sources: Mapping[str, str] = report.extra.get("metric_sources") or {}
+    if any(s != "cml_nb" for s in sources.values()):
+        columns = [*columns, "Source"]
+        rows = [[*row, sources.get(row[0], "")] for row in rows]
+    return columns, rows
+
+
+def _metrics_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     base: Mapping[str, Any] | None = (report.baseline or {}).get("metrics")
     if base is None:
         return ["Metric", "Value"], [[k, format_value(v)] for k, v in report.metrics.items()]
