@@ -382,7 +382,7 @@ def build_report(
             if record is None and path is not None and records is None:
                 record = _record_beside(path)
             facts.append(_facts(nb, record, label))
-        first_record = record if index == 0 else first_record
+            first_record = record if index == 0 else first_record
             # Relative links resolve against the source notebook's folder (the kernel's cwd).
             folders = [Path(record.notebook).parent] if record is not None else []
             folders += [path.parent] if path is not None else []
