@@ -417,6 +417,7 @@ def cleanup(
     forges = _Forges(resolve)
     actions: list[CleanupAction] = []
     doomed: list[str] = []
+    terminated: list[Instance] = []
 
     def _in_scope(found: list[Instance]) -> list[Instance]:
         return [i for i in found if scope is None or scope.covers(i)]
@@ -425,12 +426,15 @@ def cleanup(
         reason = _why_terminate(instance, forges.runners(_key(instance)), now, grace_s)
         if reason:
             doomed.append(instance.id)
+            terminated.append(instance)
             actions.append(CleanupAction("terminate", f"{instance.id} ({instance.name})", reason))
     if doomed and not dry_run:
         cloud.terminate(doomed)
     # Forge runners whose machine is gone: cml-nb instances in any state, by name.
     live = {i.name for i in _in_scope(cloud.instances()) if i.id not in doomed}
-    known = _in_scope(cloud.instances(gone=True))
+    # GCP and Azure forget a deleted machine at once: count this run's terminations too.
+    listed = _in_scope(cloud.instances(gone=True))
+    known = listed + [i for i in terminated if i.id not in {k.id for k in listed}]
     for key in sorted({_key(i) for i in known}):
         runners, forge = forges.runners(key), forges.client(key)
         names = {i.name for i in known if _key(i) == key} - live

@@ -65,3 +65,49 @@ def gcp_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[obj
         assert emulator.leaks() == {"instances": [], "disks": [], "addresses": []}
     finally:
         emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def azure_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The Azure emulator's self-signed certificate for 127.0.0.1, and its key."""
+    from .azure import make_certificate
+
+    return make_certificate(tmp_path_factory.mktemp("azure-tls"))
+
+
+@pytest.fixture(name="azure")
+def azure_fixture(
+    azure_certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[object]:
+    """A fresh Azure emulator that DefaultAzureCredential and the mgmt clients reach.
+
+    A service principal's ``AZURE_CLIENT_ID``/``AZURE_TENANT_ID``/``AZURE_CLIENT_SECRET``
+    (EnvironmentCredential), ``AZURE_AUTHORITY_HOST`` and ``CML_NB_AZURE_ENDPOINT`` at the
+    emulator, its certificate trusted through ``REQUESTS_CA_BUNDLE``. Teardown asserts
+    that no VM, NIC, IP or disk is left and every answer fit the SDK's models.
+    """
+    from .azure import AzureEmulator
+
+    emulator = AzureEmulator(cert=azure_certificate)
+    for name in ("AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME",
+                 "AZURE_DEFAULTS_GROUP", "AZURE_DEFAULTS_LOCATION", "IDENTITY_ENDPOINT",
+                 "MSI_ENDPOINT"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    settings = {
+        "AZURE_AUTHORITY_HOST": emulator.root,
+        "AZURE_TENANT_ID": emulator.tenant,
+        "AZURE_CLIENT_ID": emulator.client_id,
+        "AZURE_CLIENT_SECRET": emulator.client_secret,
+        "AZURE_SUBSCRIPTION_ID": emulator.subscription,
+        "CML_NB_AZURE_ENDPOINT": emulator.root,
+        "REQUESTS_CA_BUNDLE": str(azure_certificate[0]),
+        "SSL_CERT_FILE": str(azure_certificate[0]),
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield emulator
+        assert emulator.spec_errors == []
+        assert emulator.leaks() == {"vms": [], "nics": [], "ips": [], "disks": []}
+    finally:
+        emulator.stop()
