@@ -139,3 +139,29 @@ def test_init_wires_junit_into_both_pipelines() -> None:
     uploaded = next(s["with"]["path"] for s in steps if "upload-artifact" in s.get("uses", ""))
     junit = shlex.split(run)[shlex.split(run).index("--junit") + 1]
     assert junit.startswith(uploaded)  # the runs/ artifact carries it to test-report actions
+
+
+@pytest.mark.parametrize(
+    ("notebook", "args", "code", "kind", "title"),
+    [
+        ("sleeps.ipynb", ["--timeout", "1"], 124, "timeout", "cell 2 timed out"),
+        ("kills_kernel.ipynb", [], 138, "kernel_died", "cell 2 killed the kernel"),
+    ],
+)
+def test_timeouts_and_dead_kernels_fail_their_cell(
+    tmp_path: Path, notebook: str, args: list[str], code: int, kind: str, title: str
+) -> None:
+    report = tmp_path / "junit.xml"
+    exit_code, output = _cli(
+        "run", str(NOTEBOOKS / notebook), "-o", str(tmp_path / "o" / notebook), "--no-report",
+        "--junit", str(report), "--no-progress", *args,
+        env={"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(NOTEBOOKS.parent.parent)},
+    )  # fmt: skip
+    assert exit_code == code, output
+    root = ET.parse(report).getroot()
+    check_gitlab_shape(root)
+    (failure,) = root.iter("failure")
+    assert failure.get("type") == kind
+    failing = [c for c in root.iter("testcase") if c.find("failure") is not None]
+    assert [c.get("name", "").split(":")[0] for c in failing] == ["cell 2"]
+    assert f"::error file=tests/notebooks/{notebook},title={title}::" in output

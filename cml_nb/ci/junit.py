@@ -20,7 +20,7 @@ from xml.etree import ElementTree as ET
 
 from cml_nb.errors import StorageError
 from cml_nb.notebook import INJECTED_TAG, cell_numbers, strip_ansi
-from cml_nb.records import RunRecord
+from cml_nb.records import FAILED, RunRecord
 from cml_nb.secrets import Scrubber
 
 _NAME_CHARS = 80
@@ -85,8 +85,11 @@ def suite(record: RunRecord, name: str | None = None, secrets: Iterable[str] = (
             failures += 1
             err = record.error
             message = f"{err.ename}: {err.evalue}" if err.evalue else (record.message or err.ename)
+            kind = err.ename
+            if record.status != FAILED:  # a timeout interrupts the kernel: not the cell's error
+                message, kind = record.message or record.status, record.status
             failure = ET.SubElement(
-                case, "failure", message=_text(message, scrubber), type=_text(err.ename, scrubber)
+                case, "failure", message=_text(message, scrubber), type=_text(kind, scrubber)
             )
             failure.text = _text("\n".join(err.traceback) or record.message, scrubber)
     if nb is None or (record.error is not None and failing not in range(len(cells))):
