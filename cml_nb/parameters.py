@@ -16,24 +16,84 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cml_nb.errors import ParameterError
+from cml_nb.errors import CmlNbError, ParameterError
 
 PARAMETERS_TAG = "parameters"
 _UNKNOWN = object()
 
 
+#: Nodes a YAML document may expand to, every use of an alias counted in full: real
+#: parameter and sweep files have hundreds; a "billion laughs" file has billions.
+MAX_YAML_NODES = 100_000
+
+
+def load_yaml(text: str, source: str, error: type[CmlNbError] = ParameterError) -> Any:
+    """``yaml.safe_load(text)``, refusing recursive aliases and documents that expand huge.
+
+    PyYAML builds aliases as shared objects, so such a file loads quickly, then hangs or
+    overflows whatever walks it (JSON, papermill's parameter cell).
+
+    Raises:
+        CmlNbError: ``error`` (ParameterError by default) with a one-line message.
+    """
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_expansion(node, source, error)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise error(f"{source} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise error(f"{source} is nested too deeply: flatten it") from None
+
+
+def _check_expansion(root: Any, source: str, error: type[CmlNbError]) -> None:
+    # Size of each node's expansion, memoised by identity; a node met again while its
+    # own subtree is open is a recursive alias. Iterative: no Python recursion limit.
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        value = node.value if isinstance(node.value, list) else []
+        children = [c for pair in value for c in (pair if isinstance(pair, tuple) else (pair,))]
+        if done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_NODES:
+                raise error(
+                    f"{source} expands to over {MAX_YAML_NODES:,} values through its aliases "
+                    "(&/*): write the values out, or use fewer aliases"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise error(f"{source} has a recursive alias (an &anchor used inside itself)")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
 def parse_value(text: str) -> Any:
-    """``"5"`` -> 5, ``"0.1"`` -> 0.1, ``"true"`` -> True, ``"{a: 1}"`` -> dict, ``"abc"`` -> "abc"."""
+    """``"5"`` -> 5, ``"0.1"`` -> 0.1, ``"true"`` -> True, ``"{a: 1}"`` -> dict, ``"abc"`` -> "abc".
+
+    Raises:
+        ParameterError: the value is YAML with recursive or exploding aliases.
+    """
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         pass
-    import yaml
-
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return load_yaml(text, f"the value {text[:40]!r}")
+    except ParameterError as error:
+        if "is not valid YAML" in error.message:
+            return text
+        raise
 
 
 def _mapping(data: Any, source: str) -> dict[str, Any]:
@@ -62,12 +122,7 @@ def load_file(path: Path) -> dict[str, Any]:
 
 def parse_yaml(text: str, source: str = "-y") -> dict[str, Any]:
     """Parameters from a YAML string such as ``"lr: 0.1\\nepochs: 3"``."""
-    import yaml
-
-    try:
-        return _mapping(yaml.safe_load(text), source)
-    except yaml.YAMLError as exc:
-        raise ParameterError(f"{source} is not valid YAML: {exc}") from exc
+    return _mapping(load_yaml(text, source), source)
 
 
 def collect(

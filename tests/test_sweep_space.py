@@ -187,8 +187,10 @@ def test_cache_key_changes_with_parameters_kernel_and_dependency_content(tmp_pat
 def test_run_cache_round_trip_and_incomplete_entries_ignored(tmp_path: Path) -> None:
     store = cache.RunCache(tmp_path / "cache")
     assert store.get("ab" * 32) is None
-    store.put("ab" * 32, {"parameters": {"x": 1}}, {"run.json": b"{}", "nb.ipynb": b"nb"})
-    assert store.files("ab" * 32) == {"run.json": b"{}", "nb.ipynb": b"nb"}
+    record = json.dumps({"notebook": "nb.ipynb", "output": "nb.ipynb", "status": "succeeded"})
+    files = {"run.json": record.encode(), "nb.ipynb": b"nb"}
+    store.put("ab" * 32, {"parameters": {"x": 1}}, files)
+    assert store.files("ab" * 32) == files
     key_file = json.loads((store.entry("ab" * 32) / cache.KEY_FILE).read_text())
     assert key_file["parameters"] == {"x": 1}
     (store.entry("ab" * 32) / cache.KEY_FILE).unlink()

@@ -15,9 +15,11 @@ MARKDOWN_NAME, HTML_NAME, JSON_NAME = "report.md", "report.html", "report.json"
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    # A fixed "report.md.tmp" in a shared folder could be a planted symlink; write_atomic
+    # creates its temporary file with O_EXCL under a random name instead.
+    from cml_nb.records import write_atomic
+
+    write_atomic(path, text)
 
 
 def write_bundle(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +25,8 @@ from typing import Any
 
 from cml_nb.errors import ConfigError
 from cml_nb.secrets import mask_parameters
+
+log = logging.getLogger(__name__)
 
 KEY_VERSION = 1
 KEY_FILE = "cache-key.json"
@@ -118,9 +121,21 @@ class RunCache:
         return self.folder / key[:2] / key
 
     def get(self, key: str) -> Path | None:
-        """The entry's folder when ``key`` is stored and complete, else None."""
+        """The entry's folder when ``key`` is stored, complete and readable, else None.
+
+        A corrupt entry (a CI cache restored half-written, a disk error, an edit) is
+        ignored with a warning, so the run is computed again and the entry replaced,
+        instead of failing this and every later sweep.
+        """
         entry = self.entry(key)
-        return entry if (entry / KEY_FILE).is_file() else None
+        if not (entry / KEY_FILE).is_file():
+            return None
+        problem = _check_entry(entry, key)
+        if problem:
+            log.warning("ignoring corrupt run cache entry %s (%s): the run executes again",
+                        entry, problem)  # fmt: skip
+            return None
+        return entry
 
     def put(self, key: str, inputs: Mapping[str, Any], files: Mapping[str, bytes]) -> Path:
         """Store a run's files (name -> content) under ``key``; returns the entry's folder."""
@@ -142,10 +157,36 @@ class RunCache:
         return entry
 
     def files(self, key: str) -> dict[str, bytes]:
-        """The stored files of ``key`` (empty when absent)."""
+        """The stored files of ``key`` (empty when absent or unreadable)."""
         entry = self.get(key)
         if entry is None:
             return {}
-        return {
-            p.name: p.read_bytes() for p in entry.iterdir() if p.is_file() and p.name != KEY_FILE
-        }
+        try:
+            return {
+                p.name: p.read_bytes()
+                for p in entry.iterdir()
+                if p.is_file() and p.name != KEY_FILE
+            }
+        except OSError as exc:
+            log.warning("ignoring unreadable run cache entry %s (%s)", entry, exc)
+            return {}
+
+
+def _check_entry(entry: Path, key: str) -> str:
+    """Why the entry cannot be reused ("" when it can): its key file and run record."""
+    from cml_nb.records import RUN_RECORD_NAME, RunRecord
+
+    try:
+        described = json.loads((entry / KEY_FILE).read_text())
+        if not isinstance(described, dict) or described.get("key") != key:
+            return f"{KEY_FILE} names another key"
+        record = RunRecord.read(entry / RUN_RECORD_NAME)
+    except FileNotFoundError as exc:
+        return f"{Path(str(exc.filename)).name} is missing"
+    except (OSError, UnicodeDecodeError) as exc:
+        return str(getattr(exc, "strerror", None) or exc)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        return f"unreadable record: {type(exc).__name__}"
+    if not record.succeeded:
+        return "the stored run did not succeed"
+    return ""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cml_nb.errors import ConfigError
-from cml_nb.records import SUCCEEDED
+from cml_nb.records import SUCCEEDED, write_atomic
 
 SWEEP_FILE = "sweep.json"
 RUNS_DIR = "runs"
@@ -109,9 +109,9 @@ class SweepResult:
         """Write ``sweep.json`` into the sweep folder; returns its path."""
         path = Path(self.folder) / SWEEP_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(SWEEP_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
-        tmp.replace(path)
+        # O_EXCL temporary under a random name: a planted "sweep.json.tmp" symlink is
+        # never followed.
+        write_atomic(path, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
         return path
 
     @classmethod

@@ -18,6 +18,9 @@ built from the command line (``-g lr=0.1,0.01``) or from a YAML file::
 The configurations are the grid's, then the random draws, then the list, without
 duplicates. The order is deterministic (a random space draws with its seed, 0 by
 default), so every CI shard computes the same space and takes its own share.
+
+A space holds at most :data:`MAX_CONFIGURATIONS` runs, counted before any is built;
+a malformed ``random:`` entry is a one-line ConfigError naming the parameter.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from cml_nb.errors import ConfigError, ParameterError
-from cml_nb.parameters import parse_value
+from cml_nb.parameters import load_yaml, parse_value
 from cml_nb.secrets import looks_secret
 
 Config = dict[str, Any]
@@ -43,6 +46,9 @@ Config = dict[str, Any]
 DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "randint": 2, "normal": 2, "choice": None}
 _SAFE = re.compile(r"[^A-Za-z0-9._=,+\-]")
 MAX_NAME = 120
+#: The most configurations a space may have. Checked before any is built: a grid of ten
+#: parameters with ten values each is 10^10 runs, and would exhaust memory, not finish.
+MAX_CONFIGURATIONS = 10_000
 
 
 @dataclass
@@ -62,7 +68,16 @@ class SweepSpace:
     fixed: Config = field(default_factory=dict)
 
     def configurations(self) -> list[Config]:
-        """Every configuration, fixed parameters included, in a stable order."""
+        """Every configuration, fixed parameters included, in a stable order.
+
+        Raises:
+            ConfigError: the space is malformed, or has over MAX_CONFIGURATIONS runs.
+        """
+        n = self.random.get("n")
+        drawn = n if isinstance(n, int) and not isinstance(n, bool) else 0  # draw() checks it
+        count = grid_size(self.grid) + drawn + len(self.listed)
+        if count > MAX_CONFIGURATIONS:
+            raise ConfigError(_too_many(count))
         found: list[Config] = []
         seen: set[str] = set()
         for config in itertools.chain(grid(self.grid), draw(self.random), self.listed):
@@ -84,13 +99,34 @@ class SweepSpace:
         return names
 
 
-def grid(values: Mapping[str, Sequence[Any]]) -> list[Config]:
-    """The cartesian product: ``{"a": [1, 2], "b": [3]}`` -> ``[{a: 1, b: 3}, {a: 2, b: 3}]``."""
+def _too_many(count: int) -> str:
+    return (
+        f"the sweep space has {count:,} configurations, over the limit of "
+        f"{MAX_CONFIGURATIONS:,}: sweep fewer values, or draw a sample with random: n"
+    )
+
+
+def grid_size(values: Mapping[str, Sequence[Any]]) -> int:
+    """How many configurations the grid has, without building them."""
     if not values:
-        return []
+        return 0
     for name, options in values.items():
         if not isinstance(options, list | tuple) or not options:
             raise ConfigError(f"grid parameter {name!r} needs a non-empty list of values")
+    return math.prod(len(options) for options in values.values())
+
+
+def grid(values: Mapping[str, Sequence[Any]]) -> list[Config]:
+    """The cartesian product: ``{"a": [1, 2], "b": [3]}`` -> ``[{a: 1, b: 3}, {a: 2, b: 3}]``.
+
+    Raises:
+        ConfigError: a parameter has no values, or the product is over MAX_CONFIGURATIONS.
+    """
+    count = grid_size(values)
+    if not count:
+        return []
+    if count > MAX_CONFIGURATIONS:
+        raise ConfigError(_too_many(count))
     names = list(values)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
 
@@ -114,16 +150,33 @@ def _sample(rng: random.Random, name: str, spec: Any) -> Any:
         )
     if kind == "choice":
         return args[rng.randrange(len(args))]
-    low, high = args
+    low, high = (_bound(name, kind, a) for a in args)
     if kind == "randint":
+        if low != int(low) or high != int(high) or low > high:
+            raise ConfigError(
+                f"random parameter {name!r}: randint takes two integers, low <= high, "
+                f"e.g. {{randint: [2, 8]}}"
+            )
         return rng.randint(int(low), int(high))
     if kind == "normal":
-        return _round(rng.gauss(float(low), float(high)))
+        if high < 0:
+            raise ConfigError(f"random parameter {name!r}: normal's deviation must be >= 0")
+        return _round(rng.gauss(low, high))
     if kind == "loguniform":
         if low <= 0 or high <= 0:
             raise ConfigError(f"random parameter {name!r}: loguniform bounds must be > 0")
         return _round(math.exp(rng.uniform(math.log(low), math.log(high))))
-    return _round(rng.uniform(float(low), float(high)))
+    return _round(rng.uniform(low, high))
+
+
+def _bound(name: str, kind: str, value: Any) -> float:
+    # YAML gives strings, lists or booleans as readily as numbers; only finite numbers do.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(
+            f"random parameter {name!r}: {kind} takes numbers, not {value!r}; "
+            f"e.g. {{{kind}: [0.001, 0.1]}}"
+        )
+    return float(value)
 
 
 def _round(value: float) -> float:
@@ -141,8 +194,12 @@ def draw(spec: Mapping[str, Any]) -> list[Config]:
             f"random: unknown keys {', '.join(sorted(unknown))} (use n, seed, parameters)"
         )
     n, seed, distributions = spec.get("n"), spec.get("seed", 0), spec.get("parameters") or {}
-    if not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError("random: n must be a positive integer (the number of runs to draw)")
+    if n > MAX_CONFIGURATIONS:
+        raise ConfigError(_too_many(n))
+    if isinstance(seed, bool) or not isinstance(seed, int | str):
+        raise ConfigError(f"random: seed must be an integer or a string, not {seed!r}")
     if not isinstance(distributions, dict) or not distributions:
         raise ConfigError("random: parameters must map names to distributions")
     rng = random.Random(seed)
@@ -183,14 +240,12 @@ def parse_grid_option(option: str) -> tuple[str, list[Any]]:
 
 def load_file(path: Path) -> SweepSpace:
     """A space from a YAML (or JSON) file with ``grid:``, ``random:``, ``list:``, ``parameters:``."""
-    import yaml
-
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read sweep file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read sweep file {path}: {why}") from exc
+    data = load_yaml(text, str(path), ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must be a mapping with grid:, random:, list: or parameters:")
     unknown = set(data) - {"grid", "random", "list", "parameters"}
