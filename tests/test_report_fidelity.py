@@ -191,9 +191,11 @@ def _execute(path: Path) -> None:
         nb, allow_errors=True, timeout=120, kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     ).execute()  # fmt: skip
-    # nbclient has no front end, so it saves no widget state; JupyterLab would write the
-    # kernel's widget manager state here on save (https://ipywidgets.readthedocs.io/en/
-    # 8.1.5/embedding.html, "widget-state+json"), which the kernel dumped in its last cell.
+    # nbclient stores the widget state it saw over comms (store_widget_state); a JupyterLab
+    # save writes the kernel's widget manager state instead (https://ipywidgets.readthedocs.
+    # io/en/8.1.5/embedding.html, "widget-state+json"), which the kernel dumped in its last
+    # cell: the report is tested on what a front end saves. `cml-nb run`'s own path (nbclient
+    # through papermill) is tested below.
     state = json.loads((path.parent / "state.json").read_text())
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": state}
     nbformat.write(nb, path)
@@ -425,7 +427,11 @@ def test_plotly_without_kaleido_says_to_install_it(fidelity: dict[str, Any]) -> 
 
 
 # 1. `cml-nb run` of a notebook that succeeded but drew an empty image: exit 0, report written.
+# 5. And its tqdm.notebook bar, from the widget state nbclient stored during the run.
 def test_run_of_a_notebook_with_an_empty_image_succeeds(tmp_path: Path) -> None:
+    bar = new_code_cell(
+        "from tqdm.notebook import tqdm\nfor _ in tqdm(range(4), desc='folds'):\n    pass"
+    )
     cell = new_code_cell(
         "from IPython.display import display\n"
         "import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
@@ -433,13 +439,13 @@ def test_run_of_a_notebook_with_an_empty_image_succeeds(tmp_path: Path) -> None:
         "display({'image/png': '', 'text/plain': '<Figure size 640x480 with 0 Axes>'}, raw=True)"
     )  # so the empty PNG is displayed by hand, as notebooks from older backends hold it
     nbformat.write(
-        new_notebook(cells=[cell], metadata={"kernelspec": KERNEL}), tmp_path / "e.ipynb"
+        new_notebook(cells=[bar, cell], metadata={"kernelspec": KERNEL}), tmp_path / "e.ipynb"
     )
     result = CliRunner().invoke(
         main, ["run", str(tmp_path / "e.ipynb"), "-o", str(tmp_path / "out" / "e.ipynb")]
     )
     assert result.exit_code == 0, result.output
     markdown = next((tmp_path / "out").rglob("report.md")).read_text()
-    assert "Image left out: an empty PNG image (<Figure size 640x480 with 0 Axes>)" in text_of(
-        gfm(markdown)
-    )
+    shown = text_of(gfm(markdown))
+    assert "Image left out: an empty PNG image (<Figure size 640x480 with 0 Axes>)" in shown
+    assert re.search(r"folds: 100% \|█{10}\| 4/4", shown), shown
