@@ -58,8 +58,23 @@ def test_every_catalogue_type_exists_on_aws_with_the_named_gpu(aws: Aws) -> None
         ec2.describe_instance_type("g5.xlargee")
 
 
-def test_docs_show_the_current_table() -> None:
-    assert markdown_table() in DOCS.read_text()
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_docs_show_the_current_table(cloud: str) -> None:
+    assert markdown_table(cloud) in DOCS.read_text()
+
+
+@pytest.mark.parametrize(
+    ("cloud", "gpu", "expected"),
+    [
+        ("gcp", "t4", "n1-standard-8+nvidia-tesla-t4"),
+        ("gcp", "l4", "g2-standard-8"),
+        ("azure", "t4", "Standard_NC4as_T4_v3"),
+        ("azure", "a10g", "Standard_NV36ads_A10_v5"),  # AWS's name for it works too
+        ("aws", "a10", "g5.xlarge"),
+    ],
+)
+def test_each_cloud_has_its_own_shorthands(cloud: str, gpu: str, expected: str) -> None:
+    assert resolve_instance_type(gpu=gpu, cloud=cloud) == expected
 
 
 def _blocks(language: str) -> list[str]:
