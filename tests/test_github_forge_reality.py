@@ -224,3 +224,18 @@ def test_a_limit_that_keeps_coming_back_ends_as_rate_limited_not_an_outage(forge
         _publish(s, scenarios.bundle(tmp_path / "b", images=0))
     assert "githubstatus" not in str(caught.value)
     assert len(forge_emulator.requests("POST", "/comments")) == 6
+
+
+# -- what a publish costs (issue 12's measurement; GITHUB_TOKEN has 1,000 requests an hour) ---
+
+
+def test_requests_one_publish_costs(forge_emulator, tmp_path):
+    s = scenarios.github(forge_emulator, tmp_path, permissions=scenarios.init_permissions())
+    costs = []
+    for name, seed in (("first", 0), ("same-image", 0), ("new-image", 5)):
+        before = len(forge_emulator.exchanges)
+        _publish(s, scenarios.bundle(tmp_path / name, images=1, seed=seed, text=name))
+        costs.append(len(forge_emulator.exchanges) - before)
+    # Was 12, 7 and 13: GET /user (always 403 for GITHUB_TOKEN), GET of the repository for
+    # image links and a second read of the assets ref are no longer sent.
+    assert costs == [10, 6, 11]
