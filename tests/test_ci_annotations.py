@@ -69,8 +69,13 @@ def test_failing_cell_is_an_error_annotation_with_secrets_masked(tmp_path: Path)
                         str(tmp_path / "out" / "login.ipynb"))  # fmt: skip
     assert code == 1, output
     lines = [line for line in output.splitlines() if line.startswith("::error")]
+    # line=: where cell 3 starts in the notebook file, so the PR diff shows it there.
+    cell_id = nbformat.read(notebook, as_version=4).cells[2].id
+    starts = next(
+        n for n, text in enumerate(notebook.read_text().splitlines(), 1) if cell_id in text
+    )
     assert lines == [
-        "::error file=nbs/login%2C step%3A 1.ipynb,title=cell 3 raised RuntimeError"
+        f"::error file=nbs/login%2C step%3A 1.ipynb,line={starts},title=cell 3 raised RuntimeError"
         "::RuntimeError: login with *** failed: 100%25%0Aretry, later"
     ]
     assert TOKEN not in output

@@ -101,23 +101,29 @@ class Annotator:
         self.stream = stream
         self.lines: list[str] = []
 
-    def emit(self, level: str, message: str, *, file: str | None = None, title: str = "") -> None:
-        """One annotation; ``file`` is the notebook (made relative to the workspace)."""
+    def emit(
+        self, level: str, message: str, *, file: str | None = None, title: str = "",
+        line: int | None = None,
+    ) -> None:  # fmt: skip
+        """One annotation; ``file`` is the notebook (made relative to the workspace).
+
+        ``line`` is the line of the notebook file where the cell starts, so GitHub
+        shows the annotation at that cell in the pull request's diff.
+        """
         if self.provider is None:
             return
         scrub = self.scrubber.scrub
         message = scrub(message)[:_MAX_MESSAGE]
         props: dict[str, str | int | None] = {
             "file": scrub(_workspace_relative(file, self.env)) if file else None,
+            "line": line if file else None,
             "title": scrub(title) or None,
         }
-        if self.provider == "github":
-            line = workflow_command(level, message, **props)
-        else:
-            line = plain_line(level, message, **props)
-        self.lines.append(line)
+        render = workflow_command if self.provider == "github" else plain_line
+        printed = render(level, message, **props)
+        self.lines.append(printed)
         stream = self.stream or sys.stdout
-        stream.write(line + "\n")
+        stream.write(printed + "\n")
         stream.flush()
 
     def run_failed(self, record: Any) -> None:
@@ -132,7 +138,8 @@ class Annotator:
             message = f"{error.ename}: {error.evalue}"
         else:
             message = record.message or record.status
-        self.emit(ERROR, message, file=record.notebook, title=title)
+        line = _cell_line(record.notebook, number) if number is not None else None
+        self.emit(ERROR, message, file=record.notebook, title=title, line=line)
 
     def gates(self, comparison: Any, notebook: str | None = None) -> None:
         """Each failed regression gate as an error, each skipped one as a warning."""
@@ -145,6 +152,29 @@ class Annotator:
     def warning(self, message: str, *, file: str | None = None, title: str = "") -> None:
         """A cml-nb warning (e.g. the report was not published)."""
         self.emit(WARNING, message, file=file, title=title)
+
+
+def _cell_line(notebook: str, number: int) -> int | None:
+    """The 1-based line of the notebook file where cell ``number`` (the author's) starts.
+
+    Found by the cell's ``id`` (nbformat 4.5+), which appears once in the file; None for
+    notebooks without ids or when the file cannot be read.
+    """
+    try:
+        text = Path(notebook).read_text(encoding="utf-8")
+        cells = json.loads(text).get("cells", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not 0 < number <= len(cells) or not isinstance(cells[number - 1], dict):
+        return None
+    cell_id = cells[number - 1].get("id")
+    if not isinstance(cell_id, str) or not cell_id:
+        return None
+    needle = json.dumps(cell_id)
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if '"id":' in line and needle in line:
+            return lineno
+    return None
 
 
 def _cell_number(executed: str, index: int) -> int:
