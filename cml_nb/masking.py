@@ -26,11 +26,18 @@ BINARY_MIMES = frozenset(
 )
 
 
-def _node(value: Any) -> Any:
-    """Plain dicts back to nbformat nodes, so attribute access (``cell.metadata``) still works."""
+def _scrubbed(value: Any, scrubber: Scrubber) -> Any:
+    """``value`` scrubbed; what changed becomes nbformat nodes again (``cell.metadata``).
+
+    Unchanged values are the same objects (``Scrubber.scrub_data``), so the large JSON
+    documents of a notebook are not rebuilt node by node.
+    """
     from nbformat import from_dict
 
-    return from_dict(value) if isinstance(value, dict | list) else value  # type: ignore[no-untyped-call]
+    new = scrubber.scrub_data(value)
+    if new is value or not isinstance(new, dict | list):
+        return new
+    return from_dict(new)  # type: ignore[no-untyped-call]
 
 
 def _joined(text: Any) -> Any:
@@ -65,9 +72,9 @@ def _mask_output(output: Any, scrubber: Scrubber) -> None:
             elif too_deep(value):  # a kernel displayed it; no later stage could walk it
                 data[mime] = f"(removed by cml-nb: {mime} nested over {MAX_DEPTH} levels deep)"
             else:
-                data[mime] = _node(scrubber.scrub_data(value))
+                data[mime] = _scrubbed(value, scrubber)
     if "metadata" in output:
-        output["metadata"] = _node(scrubber.scrub_data(output["metadata"]))
+        output["metadata"] = _scrubbed(output["metadata"], scrubber)
 
 
 def _logged_secrets(nb: Any, scrubber: Scrubber) -> None:
@@ -112,17 +119,11 @@ def mask_notebook(nb: Any, injected: Mapping[str, Any], scrubber: Scrubber) -> N
         if "source" in cell:
             cell["source"] = scrubber.scrub(_joined(cell["source"]))
         if "metadata" in cell:
-            cell["metadata"] = _node(scrubber.scrub_data(cell["metadata"]))
-        if "attachments" in cell:  # base64 images again, except text ones (SVG)
-            cell["attachments"] = _node(
-                {
-                    name: {
-                        mime: value if mime in BINARY_MIMES else scrubber.scrub_data(value)
-                        for mime, value in bundle.items()
-                    }
-                    for name, bundle in (cell["attachments"] or {}).items()
-                }
-            )
+            cell["metadata"] = _scrubbed(cell["metadata"], scrubber)
+        for bundle in (cell.get("attachments") or {}).values():  # base64 again, but SVG
+            for mime in list(bundle):
+                if mime not in BINARY_MIMES:
+                    bundle[mime] = _scrubbed(bundle[mime], scrubber)
         for output in cell.get("outputs", ()) or ():
             _mask_output(output, scrubber)
     meta = nb.get("metadata")
@@ -131,7 +132,7 @@ def mask_notebook(nb: Any, injected: Mapping[str, Any], scrubber: Scrubber) -> N
             meta.setdefault("papermill", {})["parameters"] = masked
         # Widget state (metadata.widgets), papermill's records and anything else.
         for key in list(meta):
-            meta[key] = _node(scrubber.scrub_data(meta[key]))
+            meta[key] = _scrubbed(meta[key], scrubber)
 
 
 def masked_copy(nb: Any, injected: Mapping[str, Any], scrubber: Scrubber) -> Any:

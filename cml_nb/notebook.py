@@ -67,6 +67,7 @@ _CELL_TYPES = ("code", "markdown", "raw")
 #: Deeper than any real notebook (widget state and Vega specs nest a few dozen levels);
 #: every later stage walks notebooks recursively and would overflow Python's stack.
 MAX_DEPTH = 200
+_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 def too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
@@ -76,10 +77,16 @@ def too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
         value, depth = stack.pop()
         if depth > limit:
             return True
-        if isinstance(value, Mapping):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+        children = value.values() if isinstance(value, Mapping) else value
+        for child in children:
+            kind = type(child)
+            # Only containers are pushed: the numbers of a large figure cost one type check.
+            if (
+                kind is dict
+                or kind is list
+                or (kind not in _LEAVES and isinstance(child, Mapping | list))
+            ):
+                stack.append((child, depth + 1))
     return False
 
 

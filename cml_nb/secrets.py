@@ -37,6 +37,7 @@ TOKEN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     )
 )
 
+_SCALARS = frozenset({int, float, bool, type(None)})
 _MIN_VALUE_LENGTH = 6  # shorter "secrets" (e.g. "true") would mask ordinary words
 #: A known value cut short (``s3cr3t-passw…``) is masked when at least this much of it shows.
 _MIN_PREFIX = 8
@@ -94,16 +95,30 @@ class Scrubber:
         return text
 
     def scrub_data(self, data: Any) -> Any:
-        """A copy of JSON-like ``data`` with every string (keys too) scrubbed."""
-        if isinstance(data, str):
+        """JSON-like ``data`` with every string (keys too) scrubbed.
+
+        Containers with nothing to mask come back as the same object (a copy only where
+        something changed, tuples become lists): a notebook's large JSON outputs
+        (plotly figures, widget state) are walked, not rebuilt.
+        """
+        kind = type(data)
+        if kind in _SCALARS:  # most of a plotly figure: checked first, cheaply
+            return data
+        if kind is str:
             return self.scrub(data)
         if isinstance(data, Mapping):
-            return {
-                (self.scrub(k) if isinstance(k, str) else k): self.scrub_data(v)
+            items = [
+                (k, self.scrub(k) if isinstance(k, str) else k, v, self.scrub_data(v))
                 for k, v in data.items()
-            }
+            ]
+            if isinstance(data, dict) and all(k is nk and v is nv for k, nk, v, nv in items):
+                return data
+            return {nk: nv for _, nk, _, nv in items}
         if isinstance(data, list | tuple):
-            return [self.scrub_data(v) for v in data]
+            values = [self.scrub_data(v) for v in data]
+            if isinstance(data, list) and all(a is b for a, b in zip(values, data, strict=True)):
+                return data
+            return values
         return data
 
 
