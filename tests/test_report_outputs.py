@@ -109,7 +109,7 @@ def test_markdown_html_latex_and_widgets(gallery: tuple[Path, str, str]) -> None
     assert "<p>safe <b>html</b></p>" in html
     assert "onclick" not in markdown and "alert(" not in markdown and "<script" not in markdown
     assert '<pre lang="math"><code>\\frac{a}{b} = c^2' in html
-    assert "Interactive output omitted: a widget (IntSlider(value=3))" in html
+    assert "Interactive output omitted: a widget (<code>IntSlider(value=3)</code>)" in html
 
 
 def test_metrics_are_in_the_header_table_only(gallery: tuple[Path, str, str]) -> None:

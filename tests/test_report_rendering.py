@@ -192,3 +192,20 @@ def test_figures_of_one_report_share_one_kaleido_server_that_stops() -> None:
     assert len(report.assets) == 3
     assert all(a.data.startswith(b"\x89PNG") for a in report.assets.values())
     assert _chrome_children() == []  # the server and its Chrome are gone with the build
+
+
+def test_a_repr_quoted_in_a_note_is_inert() -> None:
+    widget = new_output(
+        "display_data",
+        data={
+            "application/vnd.jupyter.widget-view+json": {"model_id": "gone"},
+            "text/plain": "<!-- <img src=x onerror=alert(1)>",
+        },
+    )
+    after = new_output("stream", name="stdout", text="after the widget\n")
+    nb = new_notebook(
+        cells=[new_code_cell("w", outputs=[widget]), new_code_cell("p", outputs=[after])]
+    )
+    html = gfm(to_markdown(build_report([nb])))
+    assert "<code>&lt;!-- &lt;img src=x onerror=alert(1)&gt;</code>" in html
+    assert "<!--" not in html and "after the widget" in html

@@ -22,6 +22,7 @@ from cml_nb.metrics import METRICS_MIME
 from cml_nb.notebook import strip_ansi
 from cml_nb.report.html_split import dropped_content, split_html
 from cml_nb.report.image_data import decode_image
+from cml_nb.report.markdown import code_span
 from cml_nb.report.model import (
     Block,
     ErrorBlock,
@@ -92,8 +93,13 @@ Renderer = Callable[[Data, _Context], list[Block] | None]
 
 
 def _plain_hint(data: Data) -> str:
+    """`` (`repr`)``: the output's own text as inline code, so none of it is Markdown or HTML.
+
+    A repr can be anything (``<!--`` would hide the rest of the comment, ``<Figure ...>``
+    would be taken for a tag).
+    """
     plain = clean_text(joined(data.get("text/plain"))).strip().splitlines()
-    return f" ({plain[0][:80]})" if plain else ""
+    return f" ({code_span(plain[0][:80])})" if plain else ""
 
 
 def _omitted(what: str, data: Data, cell: int) -> NoteBlock:
