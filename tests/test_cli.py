@@ -44,7 +44,8 @@ def test_help_imports_no_heavy_module(name: str) -> None:
         "import sys; from cml_nb.cli import main\n"
         f"try:\n    main({[*name.split(), '--help']!r})\nexcept SystemExit:\n    pass\n"
         "heavy = {'papermill', 'nbformat', 'github', 'gitlab', 'boto3', 'matplotlib', 'yaml',"
-        " 'dask', 'jupyter_server', 'nbconvert', 'pandas'}\n"
+        " 'dask', 'jupyter_server', 'nbconvert', 'pandas', 'tensorboard', 'mlflow', 'dvc',"
+        " 'dvclive'}\n"
         "print(sorted(heavy & set(sys.modules)))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CML_NB_")}

@@ -132,6 +132,13 @@ def compare_report(
             head_commit=report.commit,
         )
         report.baseline = comparison.report
+        if comparison.baseline.series:  # the base run's curves, dashed under this run's
+            from cml_nb.loggers.curves import add_curves, series_curves
+
+            add_curves(report, base=series_curves(comparison.baseline.series))
+        from cml_nb.history.dvc_data import report_data_changes  # in a DVC repository only
+
+        report_data_changes(report, comparison.baseline.commit, comparison.baseline.ref, Path.cwd())
         if history is not None:  # the base run's bundle, if cached, gives base | head images
             hist.pair_with_history(report, history, comparison.baseline.commit)
         for line in [f"base: {comparison.baseline.summary()}", *comparison.gate_lines()]:

@@ -59,6 +59,9 @@ class Baseline:
     commit: str | None = None
     tried: list[str] = field(default_factory=list)
     unreadable: str = ""
+    #: The base run's stepped scalars, ``{tag: [{"step", "value"}]}``, when its run.json
+    #: is at hand (git, records): the report overlays them on this run's curves.
+    series: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def found(self) -> bool:
@@ -205,6 +208,26 @@ def _from_git(
     return metrics, params
 
 
+def _git_series(commit: str, metrics_path: str, cwd: Path | None) -> dict[str, Any]:
+    """The stepped scalars of the run.json committed beside the metrics file at ``commit``."""
+    try:
+        data = _git_json(commit, _git_path(str(Path(metrics_path).parent / "run.json")), cwd)
+    except _Unreadable:
+        return {}
+    return record_series(data)
+
+
+def record_series(data: Any) -> dict[str, Any]:
+    """A run record's series: the loggers' ``series``, then ``log_metric``'s ``history``."""
+    if not isinstance(data, Mapping):
+        return {}
+    series: dict[str, Any] = {}
+    for key in ("series", "history"):
+        if isinstance(data.get(key), Mapping):
+            series.update(data[key])
+    return series
+
+
 # --- run records ------------------------------------------------------------------------------
 
 
@@ -215,6 +238,7 @@ class _Record:
     finished: str
     metrics: dict[str, Any]
     parameters: dict[str, Any]
+    series: dict[str, Any] = field(default_factory=dict)
 
 
 def read_records(folder: Path) -> list[_Record]:
@@ -240,7 +264,7 @@ def read_records(folder: Path) -> list[_Record]:
         commit = commit or (data.get("commit") if isinstance(data, dict) else None)
         finished = str(data.get("finished_at", "")) if isinstance(data, dict) else ""
         finished = finished or f"{path.stat().st_mtime:020.6f}"
-        found.append(_Record(path, commit, finished, metrics, params))
+        found.append(_Record(path, commit, finished, metrics, params, record_series(data)))
     return sorted(found, key=lambda r: r.finished, reverse=True)
 
 
@@ -291,15 +315,21 @@ def find_baseline(
             if commit is None:
                 base.tried.append(f"git: {name} is not in this clone (fetch it, or fetch-depth: 0)")
                 continue
+            what = metrics_path
             try:
                 found = _from_git(commit, metrics_path, cwd)
+                if not found and metrics_path == DEFAULT_METRICS_PATH:  # a DVC repository's
+                    from cml_nb.history.dvc_metrics import dvc_metrics
+
+                    found, what = dvc_metrics(commit, cwd), "DVC metrics (dvc.yaml)"
             except _Unreadable as error:
                 base.unreadable = base.unreadable or f"git: {error}"
                 base.tried.append(f"git: {error}")
                 continue
             if found:
                 base.metrics, base.parameters = found
-                return _found(base, "git", f"{metrics_path} at {name}{short}")
+                base.series = _git_series(commit, metrics_path, cwd)
+                return _found(base, "git", f"{what} at {name}{short}")
             base.tried.append(f"git: no {metrics_path} committed at {name}{short}")
         elif source == "comment":
             if forge is None or commit is None:
@@ -331,6 +361,7 @@ def find_baseline(
                 how = f"latest record, commit {(record.commit or '?')[:7]}" if record else ""
             if record is not None:
                 base.metrics, base.parameters = record.metrics, record.parameters
+                base.series = record.series
                 return _found(base, "records", f"run record {record.path} ({how})")
             base.tried.append(f"records: no run record in {history_dir}")
     return base

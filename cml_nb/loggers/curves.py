@@ -24,6 +24,7 @@ MAX_POINTS = 500
 MAX_GROUPS, MAX_TAGS = 12, 9
 EXTRA_KEY = "curves"
 ALT_SUFFIX = " curves"
+BASE_SUFFIX = " (base dashed)"
 #: The label an ungrouped tag's figure gets.
 UNGROUPED = "metrics"
 
@@ -35,12 +36,18 @@ def record_curves(record: Any) -> Curves:
 
     A tag logged both ways keeps ``log_metric``'s history, as its last value does.
     """
+    series = dict(getattr(record, "series", None) or {})
+    series.update(getattr(record, "history", None) or {})
+    return series_curves(series)
+
+
+def series_curves(series: Mapping[str, Any]) -> Curves:
+    """``{tag: [{"step", "value", ...}]}`` as curves (tags with one point have none)."""
     curves: Curves = {}
-    for source in (getattr(record, "series", None) or {}, getattr(record, "history", None) or {}):
-        for tag, points in source.items():
-            pairs = [[float(p["step"]), float(p["value"])] for p in points if _numeric(p)]
-            if len(pairs) > 1:
-                curves[tag] = _thin(pairs)
+    for tag, points in series.items():
+        pairs = [[float(p["step"]), float(p["value"])] for p in points or () if _numeric(p)]
+        if len(pairs) > 1:
+            curves[tag] = _thin(pairs)
     return curves
 
 
@@ -126,7 +133,9 @@ def add_curves(report: Report, curves: Curves | None = None, base: Curves | None
     found = groups(curves)
     for group, tags in list(found.items())[:MAX_GROUPS]:
         asset = report.add_asset(figure_png(group, tags, curves, base), "image/png")
-        blocks.append(ImageBlock(asset.name, alt=f"{group}{ALT_SUFFIX}", role="curves"))
+        overlaid = bool(base) and any(base.get(t) for t in tags)  # type: ignore[union-attr]
+        alt = f"{group}{ALT_SUFFIX}" + (BASE_SUFFIX if overlaid else "")
+        blocks.append(ImageBlock(asset.name, alt=alt, role="curves"))
         if len(tags) > MAX_TAGS:
             blocks.append(
                 NoteBlock(f"{group}: {len(tags) - MAX_TAGS} more tags in run.json", role="curves")

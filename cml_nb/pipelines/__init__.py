@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from cml_nb import __version__
 from cml_nb.errors import ConfigError, NotebookReadError
+from cml_nb.pipelines.dvc import DvcProject
 
 #: ``--gpu-runner`` values: the clouds ``cml-nb runner launch --cloud`` knows.
 GPU_RUNNERS: tuple[str, ...] = ("aws",)
@@ -67,6 +68,8 @@ class PipelineOptions:
         region: AWS region of the runner.
         use_action: GitHub only: run the notebook with the cml-nb composite action
             (``uses: cml-nb/cml-nb@vX.Y.Z``) instead of ``run:`` steps.
+        dvc: the repository's DVC set-up: the jobs install DVC and ``dvc pull`` first.
+        parameters_file: a parameters file passed to ``cml-nb run -f`` (DVC's params.yaml).
     """
 
     forge: str
@@ -83,6 +86,8 @@ class PipelineOptions:
     gpu: str = "t4"
     region: str = "us-east-1"
     use_action: bool = False
+    dvc: DvcProject | None = None
+    parameters_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -369,12 +374,17 @@ def init(
         else tuple(_inside(root, p, "--requirements") for p in requirements)
     )
     space = _inside(root, sweep_file, "--sweep-file") if sweep_file else "sweep.yaml"
+    from cml_nb.pipelines.dvc import detect as detect_dvc
+
+    dvc = detect_dvc(root, chosen)  # a DVC repository: dvc pull, its params.yaml
     options = PipelineOptions(
         forge=forge,
         notebook=chosen,
         requirements=files,
         sweep_file=space,
         kernel=kernel_override(root, chosen),
+        dvc=dvc,
+        parameters_file=dvc.parameters_file if dvc else None,
     )
     if settings.get("branch") is None:
         settings["branch"] = detect_branch(root)
@@ -391,6 +401,8 @@ def init(
                 f"there (grid:, random:, list:; see {DOCS_URL}#sweep-matrix) and commit it",
             ),
         )
+    if options.dvc is not None and options.dvc.notes:
+        pipeline = replace(pipeline, notes=(*pipeline.notes, *options.dvc.notes))
     if not dry_run:
         write(pipeline, root, force=force)
     return pipeline

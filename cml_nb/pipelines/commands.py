@@ -26,6 +26,9 @@ JUNIT_FILE = "runs/junit.xml"
 def install_script(options: PipelineOptions) -> str:
     """Install cml-nb and the project's requirements with pip."""
     parts = ["python -m pip install", shlex.quote(options.install)]
+    if options.dvc is not None:  # dvc pull, with the remote's storage SDK
+        kind = options.dvc.kind
+        parts.append(shlex.quote(f"dvc[{kind.extra}]" if kind and kind.extra else "dvc"))
     for requirement in options.requirements:
         parts += ["-r", shlex.quote(requirement)]
     return " ".join(parts)
@@ -34,10 +37,22 @@ def install_script(options: PipelineOptions) -> str:
 def run_command(options: PipelineOptions) -> str:
     """Execute the notebook and publish its report to the pull/merge request."""
     words = ["cml-nb", "run", options.notebook]
+    if options.parameters_file:
+        words += ["-f", options.parameters_file]
     if options.kernel:
         words += ["--kernel", options.kernel]
     # --check adds a check run (GitHub) or commit status (GitLab) beside the comment.
     return _join([*words, "--publish", "--check", "--junit", JUNIT_FILE])
+
+
+#: Fetches the DVC-tracked data the notebook reads, before it runs.
+DVC_PULL = "dvc pull"
+
+
+def dvc_secrets(options: PipelineOptions) -> list[tuple[str, str]]:
+    """``(name, why)`` of each credential ``dvc pull`` reads from the environment."""
+    kind = options.dvc.kind if options.dvc is not None else None
+    return list(kind.secrets) if kind is not None else []
 
 
 def sweep_output(options: PipelineOptions) -> str:

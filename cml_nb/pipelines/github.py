@@ -85,6 +85,16 @@ def _setup_steps(options: PipelineOptions, *, project: bool = True) -> list[dict
     return [checkout, python, install]
 
 
+def _dvc_steps(options: PipelineOptions) -> list[dict[str, Any]]:
+    if options.dvc is None:
+        return []
+    step: dict[str, Any] = {"name": "Pull DVC data", "run": commands.DVC_PULL}
+    names = [name for name, _ in commands.dvc_secrets(options)]
+    if names:
+        step["env"] = {name: f"${{{{ secrets.{name} }}}}" for name in names}
+    return [step]
+
+
 def _token_env() -> dict[str, str]:
     return {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
 
@@ -112,6 +122,7 @@ def _report_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
         return job
     job["steps"] = [
         *_setup_steps(options),
+        *_dvc_steps(options),
         {"name": "Run and publish", "run": commands.run_command(options), "env": _token_env()},
         _upload("cml-nb-runs", "runs/"),
     ]
@@ -151,6 +162,7 @@ def _sweep_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
     }
     job["steps"] = [
         *_setup_steps(options),
+        *_dvc_steps(options),
         cache,
         {
             "name": "Run this shard of the sweep",
@@ -214,9 +226,12 @@ def _launch_job(options: PipelineOptions) -> dict[str, Any]:
 def _secrets(options: PipelineOptions) -> list[Secret]:
     from cml_nb.pipelines import Secret
 
+    found = [Secret(name, SETTINGS, f"for dvc pull: {why}")
+             for name, why in commands.dvc_secrets(options)]  # fmt: skip
     if options.gpu_runner is None:
-        return []
-    return [
+        return found
+    found = [s for s in found if not s.name.startswith("AWS_")]  # the runner's IAM user's
+    return found + [
         Secret(
             "REPO_TOKEN",
             SETTINGS,

@@ -96,7 +96,8 @@ def _report_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
         job["needs"] = ["launch-runner"]
         job["tags"] = ["cml-nb-$CI_PIPELINE_ID"]
     job.update(_python(options, gpu))
-    job["script"] = [commands.run_command(options)]
+    # CI/CD variables reach the job's environment, where dvc pull reads the credentials.
+    job["script"] = [*([commands.DVC_PULL] if options.dvc else []), commands.run_command(options)]
     # reports:junit shows each cell as a test in the MR widget (docs.gitlab.com/ci/testing/unit_test_reports/).
     job["artifacts"] = {**_artifacts("runs/"), "reports": {"junit": commands.JUNIT_FILE}}
     return job
@@ -120,6 +121,7 @@ def _sweep_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
         {"key": "cml-nb-sweep-$SHARD", "paths": [f"{commands.CACHE_DIR}/"]},
     ]
     job["script"] = [
+        *([commands.DVC_PULL] if options.dvc else []),
         commands.sweep_shard_command(options, "$SHARD", str(options.shards)),
     ]
     # Each shard writes only its own subfolder, so the merge job's copy holds them all.
@@ -166,6 +168,9 @@ def _secrets(options: PipelineOptions) -> list[Secret]:
             "merge request notes" + (" or create runners" if options.gpu_runner else ""),
         )
     ]
+    found += [Secret(name, SETTINGS, f"for dvc pull: {why} (masked)")
+              for name, why in commands.dvc_secrets(options)
+              if not (options.gpu_runner and name.startswith("AWS_"))]  # fmt: skip
     if options.gpu_runner:
         found += [
             Secret(
