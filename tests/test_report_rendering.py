@@ -209,3 +209,12 @@ def test_a_repr_quoted_in_a_note_is_inert() -> None:
     html = gfm(to_markdown(build_report([nb])))
     assert "<code>&lt;!-- &lt;img src=x onerror=alert(1)&gt;</code>" in html
     assert "<!--" not in html and "after the widget" in html
+
+
+def test_a_colab_notebook_without_execution_counts_is_not_unknown() -> None:
+    out = new_output("stream", name="stdout", text="trained\n")
+    cell = new_code_cell("fit()", outputs=[out])
+    cell["execution_count"] = None  # Colab and Kaggle save notebooks like this
+    nb = new_notebook(cells=[cell], metadata={"colab": {"provenance": []}})
+    header = gfm(to_markdown(build_report([nb]))).split("<hr />")[0]
+    assert "no error outputs" in header and "unknown" not in header
