@@ -133,37 +133,43 @@ class SearchSpec:
         """``{name: optuna distribution}`` for ``study.ask``."""
         return {name: p.distribution(optuna) for name, p in self.parameters.items()}
 
-    def sampler(self, optuna: Any) -> Any:
-        """The configured Optuna sampler."""
-        return SAMPLERS[self.method](self, optuna)
+    def sampler(self, optuna: Any, offset: int = 0) -> Any:
+        """The configured Optuna sampler, seeded with ``seed + offset``.
+
+        A resumed study passes its trial count as ``offset``: the same seed again would
+        replay the first invocation's random draws (startup trials included).
+        """
+        return SAMPLERS[self.method](
+            self, optuna, None if self.seed is None else self.seed + offset
+        )
 
     def make_pruner(self, optuna: Any) -> Any:
         """The configured Optuna pruner."""
         return make_pruner(self.pruner, self.pruner_options, optuna)
 
 
-def _tpe(spec: SearchSpec, optuna: Any) -> Any:
-    return optuna.samplers.TPESampler(seed=spec.seed, **spec.method_options)
+def _tpe(spec: SearchSpec, optuna: Any, seed: int | None) -> Any:
+    return optuna.samplers.TPESampler(seed=seed, **spec.method_options)
 
 
-def _random(spec: SearchSpec, optuna: Any) -> Any:
-    return optuna.samplers.RandomSampler(seed=spec.seed, **spec.method_options)
+def _random(spec: SearchSpec, optuna: Any, seed: int | None) -> Any:
+    return optuna.samplers.RandomSampler(seed=seed, **spec.method_options)
 
 
-def _cmaes(spec: SearchSpec, optuna: Any) -> Any:
+def _cmaes(spec: SearchSpec, optuna: Any, seed: int | None) -> Any:
     try:
         import cmaes  # noqa: F401
     except ImportError:
         raise MissingDependencyError("method: cmaes", "search", "cmaes") from None
-    return optuna.samplers.CmaEsSampler(seed=spec.seed, **spec.method_options)
+    return optuna.samplers.CmaEsSampler(seed=seed, **spec.method_options)
 
 
-def _grid(spec: SearchSpec, optuna: Any) -> Any:
+def _grid(spec: SearchSpec, optuna: Any, seed: int | None) -> Any:
     values = {name: p.grid_values() for name, p in spec.parameters.items()}
-    return optuna.samplers.GridSampler(values, seed=spec.seed, **spec.method_options)
+    return optuna.samplers.GridSampler(values, seed=seed, **spec.method_options)
 
 
-Factory = Callable[[SearchSpec, Any], Any]
+Factory = Callable[[SearchSpec, Any, "int | None"], Any]
 #: Samplers by method name, with the Optuna class whose keyword options they accept.
 SAMPLERS: dict[str, Factory] = {"tpe": _tpe, "random": _random, "cmaes": _cmaes, "grid": _grid}
 _SAMPLER_CLASSES = {

@@ -108,6 +108,7 @@ def run_search(
         load_if_exists=True,
     )
     _recover(study, spec, optuna)
+    study.sampler = spec.sampler(optuna, offset=len(study.get_trials(deepcopy=False)))
     result = SweepResult(
         folder=str(folder),
         notebook=str(source),
