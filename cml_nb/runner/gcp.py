@@ -187,6 +187,7 @@ class ComputeEngine:
         self.accelerator_types = compute_v1.AcceleratorTypesClient(**kwargs)
         self.images = compute_v1.ImagesClient(**kwargs)
         self.zone_operations = compute_v1.ZoneOperationsClient(**kwargs)
+        self._offers: dict[tuple[str, str, str | None], Any | None] = {}
         self.boot_log_hint = (
             "gcloud compute instances get-serial-port-output NAME --zone ZONE "
             f"--project {self.project}"
@@ -279,6 +280,12 @@ class ComputeEngine:
 
     def _offered(self, zone: str, machine: str, accelerator: str | None) -> Any | None:
         """The machine type in ``zone`` (None when the zone lacks it or the accelerator)."""
+        key = (zone, machine, accelerator)
+        if key not in self._offers:  # asked by the checks and again by launch
+            self._offers[key] = self._look_up(zone, machine, accelerator)
+        return self._offers[key]
+
+    def _look_up(self, zone: str, machine: str, accelerator: str | None) -> Any | None:
         from google.api_core import exceptions
 
         try:
