@@ -236,3 +236,38 @@ def test_mlflow_earlier_runs_do_not_count(
     assert result.exit_code == 0, result.output
     record = json.loads((out.parent / "run.json").read_text())
     assert record["metrics"] == {} and record["series"] == {}
+
+
+def test_base_curves_are_overlaid_when_comparing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """main commits a run's metrics.json and run.json; the branch's report draws both runs."""
+    from tests.test_history import git
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    monkeypatch.chdir(root)
+    for name in ("GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "GITHUB_TOKEN",
+                 "GH_TOKEN", "GITLAB_TOKEN", "REPO_TOKEN", "CI_JOB_TOKEN"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    notebook = write_notebook(root, TENSORBOARD_CELL)
+    (root / ".gitignore").write_text("out/\nruns/\n")
+    code, output = run_cli(notebook, "--no-report")
+    assert code == 0, output
+    for name in ("metrics.json", "run.json"):  # what a default-branch job commits
+        (root / name).write_text((root / "out" / name).read_text())
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "base run")
+    git(root, "checkout", "-q", "-b", "change")
+    write_notebook(root, TENSORBOARD_CELL.replace("1.0 / (step + 1)", "0.5 / (step + 1)"))
+    git(root, "commit", "-q", "-am", "lower loss")
+
+    code, output = run_cli(notebook, "--compare-to", "main", "--goal", "train/loss=min")
+    assert code == 0, output
+    report = json.loads((root / "out" / "report" / "report.json").read_text())
+    alts = sorted(b["alt"] for b in report["blocks"] if b["type"] == "image")
+    assert alts == ["train/ curves (base dashed)", "val/ curves (base dashed)"]
+    assert len(report["assets"]) == 2  # the first drawing's figures were replaced
+    markdown = (root / "out" / "report" / "report.md").read_text()
+    assert "| train/loss | 0.125 | 0.25 | -0.125 (-50.0%) 🟢 | tensorboard |" in markdown
