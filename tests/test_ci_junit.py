@@ -169,3 +169,23 @@ def test_timeouts_and_dead_kernels_fail_their_cell(
         rf"^::error file=tests/notebooks/{re.escape(notebook)},(line=\d+,)?title={title}::",
         output, re.M,
     ), output  # fmt: skip
+
+
+@pytest.mark.timeout(280)
+def test_sweep_merge_junit_joins_the_shards(tmp_path: Path) -> None:
+    for k in (1, 2):
+        code, output = _cli(
+            "sweep", str(NOTEBOOKS / "trivial.ipynb"), "-g", "x=1,2", "-j", "1", "--no-cache",
+            "--no-report", "--shard", f"{k}/2", "-o", str(tmp_path / "shards" / str(k)),
+        )  # fmt: skip
+        assert code == 0, output
+    report = tmp_path / "merged.xml"
+    code, output = _cli(
+        "sweep", "merge", str(tmp_path / "shards" / "1"), str(tmp_path / "shards" / "2"),
+        "-o", str(tmp_path / "merged"), "--no-report", "--junit", str(report),
+    )  # fmt: skip
+    assert code == 0, output
+    root = ET.parse(report).getroot()
+    check_gitlab_shape(root)
+    assert sorted(s.get("name") for s in root) == ["trivial.ipynb [x=1]", "trivial.ipynb [x=2]"]
+    assert root.get("failures") == "0" and int(root.get("tests", "0")) == 8
