@@ -9,7 +9,6 @@ give the same report as the whole sweep run at once.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,8 @@ from cml_nb.report.model import (
     Report,
     TableBlock,
 )
+from cml_nb.sweep.figures import figure as _figure
+from cml_nb.sweep.figures import png as _png
 from cml_nb.sweep.result import REPORT_DIR, RunEntry, SweepResult
 
 MAX_METRIC_COLUMNS = 8
@@ -77,19 +78,6 @@ def failures_table(failed: Sequence[RunEntry]) -> TableBlock:
     """Each failed run with its status and one-line error."""
     rows = [[run.name, run.status, run.message or "(no message)"] for run in failed]
     return TableBlock(["run", "status", "error"], rows, caption="Failed runs", role="output")
-
-
-def _figure(width: float, height: float) -> Any:
-    # A bare Figure: no pyplot, no global backend state, safe in any process.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
 
 
 def _axis_values(values: Sequence[Any]) -> tuple[list[float], list[str] | None]:

@@ -68,7 +68,8 @@ def _summary(result: SweepResult, search: dict[str, Any]) -> str:
 
 def history_plot(result: SweepResult) -> bytes | None:
     """Each complete trial's value by trial number, and the best value so far."""
-    from cml_nb.sweep.compare import _figure, _png
+    from cml_nb.sweep.figures import figure as _figure
+    from cml_nb.sweep.figures import png as _png
 
     points = [(int(n), float(v)) for n, v in result.search.get("history", []) if v is not None]
     if not points:
