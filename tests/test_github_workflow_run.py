@@ -15,6 +15,7 @@ from cml_nb.errors import TargetNotFoundError
 from cml_nb.forge import comments as sticky
 from cml_nb.forge import get_forge
 from cml_nb.forge.context import detect
+from cml_nb.history.comments import report_metrics
 from cml_nb.publish import publish
 
 
@@ -25,7 +26,7 @@ def _fast_writes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _baseline(s: scenarios.Scenario):  # type: ignore[no-untyped-def]
     forge = get_forge("github", "octo/demo", token=s.token, api_url=s.emulator.github_api)
-    return forge.report_metrics(s.repo.head_sha())
+    return report_metrics(forge, s.repo.head_sha()).payload
 
 
 @pytest.mark.parametrize("fork", [False, True], ids=["listed-pr", "fork-pr-not-listed"])

@@ -12,6 +12,7 @@ from forge_emulator import scenarios
 
 from cml_nb.errors import ForgeAuthError, TargetNotFoundError
 from cml_nb.forge import comments as sticky
+from cml_nb.history.comments import report_metrics
 from cml_nb.publish import known_urls, publish
 
 
@@ -225,9 +226,9 @@ def test_report_metrics_reads_the_hidden_metrics_for_history(forge_emulator, tmp
     s = scenarios.github(forge_emulator, tmp_path)
     _publish(s, scenarios.bundle(tmp_path / "b", images=0, metrics={"accuracy": 0.5}))
     forge = get_forge("github", "octo/demo", token=s.token, api_url=forge_emulator.github_api)
-    payload = forge.report_metrics(s.pull.head_sha)
+    payload = report_metrics(forge, s.pull.head_sha).payload
     assert payload is not None and payload["metrics"] == {"accuracy": 0.5}
-    assert forge.report_metrics(s.repo.head_sha()) is None
+    assert report_metrics(forge, s.repo.head_sha()).payload is None
     assert forge.read_file("README.md", "main") == b"# test\n"
     assert forge.read_file("missing.txt", "main") is None
 

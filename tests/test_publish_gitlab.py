@@ -10,6 +10,7 @@ from forge_emulator import scenarios
 from cml_nb.errors import ForgeAuthError
 from cml_nb.forge import comments as sticky
 from cml_nb.forge import get_forge
+from cml_nb.history.comments import report_metrics
 from cml_nb.publish import publish
 
 
@@ -85,7 +86,7 @@ def test_history_reads_metrics_and_files(forge_emulator, tmp_path):
         scenarios.bundle(tmp_path / "a", images=0, metrics={"f1": 0.7}), env=s.env, cwd=tmp_path
     )
     forge = get_forge("gitlab", "grp/proj", token=s.token, api_url=forge_emulator.gitlab_api)
-    assert forge.report_metrics(s.pull.head_sha)["metrics"] == {"f1": 0.7}
+    assert report_metrics(forge, s.pull.head_sha).payload["metrics"] == {"f1": 0.7}
     assert forge.read_file("README.md", "main") == b"# test\n"
     assert forge.read_file("nope", "main") is None
 

@@ -152,6 +152,3 @@ class Forge(Protocol):
 
     def open_pull_request(self, *, head: str, base: str, title: str, body: str) -> PullRequestInfo:
         """Open a PR/MR from ``head`` into ``base``, or update the open one's body."""
-
-    def report_metrics(self, sha: str) -> Mapping[str, Any] | None:
-        """The hidden metrics payload of cml-nb's newest report comment on ``sha``."""

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from cml_nb.errors import ForgeAuthError, ForgeError, RateLimitedError, TargetNotFoundError
-from cml_nb.forge import comments as comment_format
 from cml_nb.forge import github_errors
 from cml_nb.forge._safety import protect, scrub
 from cml_nb.forge.base import COMMIT, PR, Comment, PullRequestInfo, Target
@@ -453,25 +452,6 @@ class GitHubForge:
             return PullRequestInfo(pull.number, pull.html_url, head, base, "created")
 
         return self._call(f"opening a pull request from {head}", "pulls", run)
-
-    # -- history ------------------------------------------------------------------
-
-    def report_metrics(self, sha: str) -> Mapping[str, Any] | None:
-        """The hidden metrics of the newest cml-nb report on ``sha``.
-
-        Commit comments first, then comments on pull requests whose report was about
-        that commit.
-        """
-        candidates = list(self.list_comments(self.commit(sha)))
-        if not candidates:
-            for pull in self.pulls_for_commit(sha):
-                candidates += self.list_comments(pull)
-        found = None
-        for comment in sorted(candidates, key=lambda c: c.id):
-            payload = comment_format.parse_metrics(comment.body)
-            if payload is not None and payload.get("sha") in (None, sha):
-                found = payload
-        return found
 
 
 def _NOT_SET() -> Any:  # noqa: N802 - PyGithub's sentinel for "leave out"

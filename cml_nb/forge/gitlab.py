@@ -30,7 +30,6 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from cml_nb.errors import ForgeAuthError, ForgeError, RateLimitedError, TargetNotFoundError
-from cml_nb.forge import comments as comment_format
 from cml_nb.forge._safety import protect, scrub
 from cml_nb.forge.base import COMMIT, ISSUE, PR, Comment, PullRequestInfo, Target
 from cml_nb.forge.context import Pipeline
@@ -393,19 +392,6 @@ class GitLabForge:
             return PullRequestInfo(mr.iid, mr.web_url, head, base, "created")
 
         return self._call(f"opening a merge request from {head}", "write", run)
-
-    def report_metrics(self, sha: str) -> Mapping[str, Any] | None:
-        """The hidden metrics of the newest cml-nb report on ``sha`` (commit, then its MRs)."""
-        candidates = list(self.list_comments(self.commit(sha)))
-        if not candidates:
-            for pull in self.pulls_for_commit(sha):
-                candidates += self.list_comments(pull)
-        found = None
-        for comment in sorted(candidates, key=lambda c: c.id):
-            payload = comment_format.parse_metrics(comment.body)
-            if payload is not None and payload.get("sha") in (None, sha):
-                found = payload
-        return found
 
 
 __all__ = ["ISSUE", "GitLabForge"]
