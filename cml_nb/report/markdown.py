@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cml_nb.report import budget
+from cml_nb.report.inline import code_span as code_span  # re-exported: callers use it here
 from cml_nb.report.model import (
     Asset,
     Block,
@@ -63,15 +64,6 @@ def relative_url(asset: Asset) -> str:
 def escape(text: str) -> str:
     """Inline text safe in Markdown and in table cells (one line, nothing interpreted)."""
     return _ESCAPE.sub(r"\\\1", text).replace("\r", "").replace("\n", "<br>")
-
-
-def code_span(text: str) -> str:
-    """``text`` as inline code, whatever backticks it holds."""
-    text = text.replace("\n", " ")
-    longest = max((len(m) for m in _BACKTICKS.findall(text)), default=0)
-    ticks = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def fenced(text: str, language: str = "") -> str:

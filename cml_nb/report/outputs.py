@@ -22,7 +22,7 @@ from cml_nb.metrics import METRICS_MIME
 from cml_nb.notebook import strip_ansi
 from cml_nb.report.html_split import dropped_content, split_html
 from cml_nb.report.image_data import decode_image
-from cml_nb.report.markdown import code_span
+from cml_nb.report.inline import code_span
 from cml_nb.report.model import (
     Block,
     ErrorBlock,
