@@ -22,7 +22,7 @@ import click
 )
 @click.option(
     "--gpu-runner",
-    type=click.Choice(["aws"]),
+    type=click.Choice(["aws", "gcp", "azure"]),
     help="Launch a self-hosted GPU runner on this cloud and run the notebook there.",
 )
 @click.option(
@@ -31,7 +31,8 @@ import click
     show_default=True,
     help="GPU of the launched runner (cml-nb runner launch --gpu).",
 )
-@click.option("--region", default="us-east-1", show_default=True, help="AWS region of the runner.")
+@click.option("--region", help="Region of the runner (default: us-east-1 on AWS, us-central1 on "
+              "GCP, eastus on Azure).")  # fmt: skip
 @click.option(
     "--sweep", is_flag=True, help="Run a parameter sweep as a matrix of shards, then merge."
 )
@@ -109,7 +110,7 @@ def command(
     settings: dict[str, Any] = {
         "gpu_runner": gpu_runner,
         "gpu": gpu,
-        "region": region,
+        "region": region or _default_region(gpu_runner),
         "sweep": sweep,
         "shards": shards,
         "python": python,
@@ -143,3 +144,9 @@ def command(
     for note in pipeline.notes:
         click.echo(f"\nnote: {note}")
     click.echo(f"\nNext: commit {pipeline.path}, push, and open a {pipeline.request}.")
+
+
+def _default_region(cloud: str | None) -> str:
+    from cml_nb.pipelines.clouds import LOGINS
+
+    return LOGINS[cloud or "aws"].region

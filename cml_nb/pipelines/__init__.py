@@ -24,7 +24,7 @@ from cml_nb.errors import ConfigError, NotebookReadError
 from cml_nb.pipelines.dvc import DvcProject
 
 #: ``--gpu-runner`` values: the clouds ``cml-nb runner launch --cloud`` knows.
-GPU_RUNNERS: tuple[str, ...] = ("aws",)
+GPU_RUNNERS: tuple[str, ...] = ("aws", "gcp", "azure")
 #: Where the generated files point users for help.
 DOCS_URL = "https://github.com/cml-nb/cml-nb/blob/main/docs/ci.md"
 RUNNERS_URL = "https://github.com/cml-nb/cml-nb/blob/main/docs/runners.md"
@@ -65,7 +65,7 @@ class PipelineOptions:
         branch: the default branch (its runs are the base of comparisons).
         kernel: kernel to run the notebook with, when its own is not ``python3``.
         gpu: GPU shorthand for ``cml-nb runner launch --gpu`` (e.g. ``t4``).
-        region: AWS region of the runner.
+        region: region of the runner (``clouds.LOGINS`` has each cloud's default).
         use_action: GitHub only: run the notebook with the cml-nb composite action
             (``uses: cml-nb/cml-nb@vX.Y.Z``) instead of ``run:`` steps.
         dvc: the repository's DVC set-up: the jobs install DVC and ``dvc pull`` first.

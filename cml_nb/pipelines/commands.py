@@ -85,10 +85,26 @@ def sweep_publish_command(options: PipelineOptions) -> str:
 
 def launch_command(options: PipelineOptions, labels: str) -> str:
     """Start a cloud runner that registers with ``labels`` (a CI expression may be in them)."""
+    from cml_nb.pipelines.clouds import LOGINS, fill
+
+    cloud = options.gpu_runner or "aws"
     words = ["cml-nb", "runner", "launch", "--forge", options.forge]
-    words += ["--cloud", options.gpu_runner or "aws", "--gpu", options.gpu]
+    words += ["--cloud", cloud, "--gpu", options.gpu]
+    # The cloud's own arguments may name CI variables ($AZURE_RESOURCE_GROUP): unquoted.
+    more = " ".join(fill(arg, options.region) for arg in LOGINS[cloud].launch_args)
     # One job per machine: it terminates after the job its label was made for.
-    return _join([*words, "--single"]) + f" --labels {labels}"
+    return _join([*words, "--single"]) + (f" {more}" if more else "") + f" --labels {labels}"
+
+
+def launch_install_script(options: PipelineOptions) -> str:
+    """Install cml-nb with the SDK of the runner's cloud (its extra), no project requirements."""
+    from dataclasses import replace
+
+    from cml_nb.pipelines.clouds import LOGINS, with_extra
+
+    extra = LOGINS[options.gpu_runner or "aws"].extra
+    install = with_extra(options.install, extra) if extra else options.install
+    return install_script(replace(options, requirements=(), install=install))
 
 
 def _join(words: list[str]) -> str:

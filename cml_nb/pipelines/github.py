@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from cml_nb import __version__
 from cml_nb.errors import ConfigError
-from cml_nb.pipelines import DOCS_URL, RUNNERS_URL, _yaml, commands
+from cml_nb.pipelines import DOCS_URL, _yaml, commands
+from cml_nb.pipelines.clouds import LOGINS, fill
 
 if TYPE_CHECKING:
     from cml_nb.pipelines import Pipeline, PipelineOptions, Secret
@@ -206,17 +207,21 @@ def _launch_job(options: PipelineOptions) -> dict[str, Any]:
     job: dict[str, Any] = {"runs-on": "ubuntu-latest"}
     if options.sweep:
         job["strategy"] = {"matrix": {"shard": list(range(1, options.shards + 1))}}
+    login = LOGINS[options.gpu_runner or "aws"]
+    if login.github_oidc:  # the login action trades GitHub's OIDC token for cloud access
+        job["permissions"] = {"contents": "read", "id-token": "write"}
+    setup = _setup_steps(options, project=False)
+    setup[-1] = {**setup[-1], "run": commands.launch_install_script(options)}
     job["steps"] = [
-        *_setup_steps(options, project=False),
+        *setup,
+        *login.github_steps,
         {
             "name": "Launch a GPU runner",
             "run": commands.launch_command(options, label),
             "env": {
                 # GITHUB_TOKEN cannot register self-hosted runners: REPO_TOKEN can.
                 "REPO_TOKEN": "${{ secrets.REPO_TOKEN }}",
-                "AWS_ACCESS_KEY_ID": "${{ secrets.AWS_ACCESS_KEY_ID }}",
-                "AWS_SECRET_ACCESS_KEY": "${{ secrets.AWS_SECRET_ACCESS_KEY }}",
-                "AWS_DEFAULT_REGION": options.region,
+                **{k: fill(v, options.region) for k, v in login.github_env.items()},
             },
         },
     ]
@@ -230,7 +235,8 @@ def _secrets(options: PipelineOptions) -> list[Secret]:
              for name, why in commands.dvc_secrets(options)]  # fmt: skip
     if options.gpu_runner is None:
         return found
-    found = [s for s in found if not s.name.startswith("AWS_")]  # the runner's IAM user's
+    login = {name for name, _ in LOGINS[options.gpu_runner].secrets}
+    found = [s for s in found if s.name not in login]  # the same names: the runner's IAM user's
     return found + [
         Secret(
             "REPO_TOKEN",
@@ -238,10 +244,5 @@ def _secrets(options: PipelineOptions) -> list[Secret]:
             "a fine-grained personal access token with Administration: read and write on "
             "this repository, so the launch job can register self-hosted runners",
         ),
-        Secret(
-            "AWS_ACCESS_KEY_ID",
-            SETTINGS,
-            f"the access key of an IAM user with the policy in {RUNNERS_URL}",
-        ),
-        Secret("AWS_SECRET_ACCESS_KEY", SETTINGS, "that IAM user's secret key"),
+        *(Secret(name, SETTINGS, why) for name, why in LOGINS[options.gpu_runner].secrets),
     ]

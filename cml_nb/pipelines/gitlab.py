@@ -15,7 +15,8 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from cml_nb import __version__
-from cml_nb.pipelines import DOCS_URL, RUNNERS_URL, _yaml, commands
+from cml_nb.pipelines import DOCS_URL, _yaml, commands
+from cml_nb.pipelines.clouds import LOGINS, fill
 
 if TYPE_CHECKING:
     from cml_nb.pipelines import Pipeline, PipelineOptions, Secret
@@ -148,8 +149,13 @@ def _launch_job(options: PipelineOptions) -> dict[str, Any]:
     if options.sweep:
         job["parallel"] = _shards(options)
     job.update(_python(options, False, project=False))
-    job["variables"] = {"AWS_DEFAULT_REGION": options.region}
-    job["script"] = [commands.launch_command(options, tag)]
+    job["before_script"] = [commands.launch_install_script(options)]
+    login = LOGINS[options.gpu_runner or "aws"]
+    if login.gitlab_id_tokens:  # GitLab's OIDC token, traded for cloud access
+        job["id_tokens"] = dict(login.gitlab_id_tokens)
+    if login.gitlab_variables:
+        job["variables"] = {k: fill(v, options.region) for k, v in login.gitlab_variables.items()}
+    job["script"] = [*login.gitlab_script, commands.launch_command(options, tag)]
     return job
 
 
@@ -170,14 +176,8 @@ def _secrets(options: PipelineOptions) -> list[Secret]:
     ]
     found += [Secret(name, SETTINGS, f"for dvc pull: {why} (masked)")
               for name, why in commands.dvc_secrets(options)
-              if not (options.gpu_runner and name.startswith("AWS_"))]  # fmt: skip
+              if not (options.gpu_runner and name in
+                      {n for n, _ in LOGINS[options.gpu_runner].secrets})]  # fmt: skip
     if options.gpu_runner:
-        found += [
-            Secret(
-                "AWS_ACCESS_KEY_ID",
-                SETTINGS,
-                f"the access key of an IAM user with the policy in {RUNNERS_URL}",
-            ),
-            Secret("AWS_SECRET_ACCESS_KEY", SETTINGS, "that IAM user's secret key"),
-        ]
+        found += [Secret(name, SETTINGS, why) for name, why in LOGINS[options.gpu_runner].secrets]
     return found
