@@ -340,3 +340,28 @@ def test_a_search_without_optuna_names_the_extra(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "pip install 'cml-nb[search]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_hyperband_prunes_with_the_rungs_of_earlier_trials(tmp_path: Path) -> None:
+    # Successive halving compares a trial with earlier ones at each rung: the values it
+    # keeps per rung must reach the worker's snapshot, or hyperband never prunes.
+    body = STEPPED.replace("range(8)", "range(9)").replace("0.4", "0.1")
+    nb = notebook(tmp_path / "stepped.ipynb", "x = 0.0\nsteps_file = ''", body)
+    good, bad = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05], [0.9, 0.91, 0.92]
+    spec = sweep_file(tmp_path / "s.yaml", f"""\
+method: tpe
+trials: 9
+metric: val_loss
+goal: min
+pruner: {{type: hyperband, min_resource: 1, reduction_factor: 3}}
+parameters:
+  x: {{type: float, low: 0.0, high: 1.0}}
+enqueue: {json.dumps([{"x": x} for x in good + bad])}
+""")  # fmt: skip
+    out, steps = tmp_path / "out", tmp_path / "steps.txt"
+    done = sweep(nb, "-f", spec, "-j", "1", "-o", out, "--no-cache", "--no-report",
+                 "-p", "steps_file", steps)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    status = {r.parameters["x"]: r.status for r in SweepResult.read(out).runs}
+    assert status[0.0] == "succeeded"
+    assert "pruned" in {status[x] for x in bad}, status

@@ -34,6 +34,7 @@ class PruneSpec:
         direction: ``minimize`` or ``maximize``.
         metric: the metric whose stepped values are reported.
         trials: the study's finished trials (Optuna ``FrozenTrial``) when this one was asked.
+        study_name: the study's name (hyperband assigns brackets by name and trial number).
     """
 
     pruner: str
@@ -41,6 +42,7 @@ class PruneSpec:
     direction: str
     metric: str
     trials: list[Any] = field(default_factory=list)
+    study_name: str | None = None
 
 
 class PruneWatch:
@@ -52,7 +54,9 @@ class PruneWatch:
         optuna = optuna_module()
         self.spec, self.km = spec, km
         study = optuna.create_study(
-            direction=spec.direction, pruner=make_pruner(spec.pruner, spec.options, optuna)
+            study_name=spec.study_name,
+            direction=spec.direction,
+            pruner=make_pruner(spec.pruner, spec.options, optuna),
         )
         study.add_trials(spec.trials)
         self.trial = study.ask()

@@ -276,6 +276,7 @@ class _Loop:
             direction="maximize" if self.result.goal == "max" else "minimize",
             metric=str(self.result.metric),
             trials=self.study.get_trials(states=(state.COMPLETE, state.PRUNED)),
+            study_name=self.study.study_name,
         )
 
     def _tell(self, name: str, outcome: TaskResult | BaseException) -> None:
@@ -290,6 +291,10 @@ class _Loop:
         history = self._history(entry)
         for step, value in history:
             trial.report(value, step)
+            if self.spec.pruner != "none":
+                # As the worker did at each step: successive halving (hyperband) keeps
+                # each trial's value per rung in its attributes, which later snapshots carry.
+                trial.should_prune()
         logged = entry.metrics.get(metric)
         numeric = isinstance(logged, int | float) and not isinstance(logged, bool)
         if entry.status == PRUNED:
