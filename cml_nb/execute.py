@@ -129,6 +129,8 @@ def load_notebook(path: Path) -> Any:
     problem = structure_problem(data) if version == 4 else None
     if problem:
         raise NotebookReadError(f"{path} is not a Jupyter notebook: {problem}")
+    if version == 4:
+        return nbformat.from_dict(data)  # type: ignore[no-untyped-call]
     try:
         # from_dict: an upgraded nbformat 3 notebook keeps v3's node class otherwise,
         # which papermill does not recognise as a notebook.
