@@ -105,3 +105,35 @@ def test_extra_secret_values_are_masked(tokens: dict[str, str]) -> None:
     password = rand(16)
     nb = new_notebook(cells=[new_code_cell("x", outputs=[new_output("stream", text=password)])])
     assert password not in to_markdown(build_report([nb], secrets=[password]))
+
+
+def test_a_token_cut_short_by_pandas_is_masked_in_every_bundle_file(tmp_path: Path) -> None:
+    # pandas (display.max_colwidth) cuts a long cell to its first characters and "..."
+    # or "…": the token's prefix and first 8+ characters are still there.
+    cut = {"ghp": "ghp_" + rand(11), "glpat": "glpat-" + rand(10), "pat": "github_pat_" + rand(9)}
+    table = (
+        '<table class="dataframe"><thead><tr><th></th><th>t</th></tr></thead><tbody>'
+        + "".join(f"<tr><th>{i}</th><td>{v}...</td></tr>" for i, v in enumerate(cut.values()))
+        + "</tbody></table>"
+    )
+    text = "\n".join(f"{i}  {v}\u2026" for i, v in enumerate(cut.values()))
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                "df",
+                outputs=[
+                    new_output(
+                        "execute_result",
+                        data={"text/html": table, "text/plain": text},
+                        execution_count=1,
+                    )
+                ],
+            )
+        ]
+    )
+    folder = write_bundle(build_report([nb]), tmp_path / "bundle")
+    for path in folder.rglob("*"):
+        if path.is_file():
+            content = path.read_text(errors="replace")
+            for value in cut.values():
+                assert value not in content, f"{value[:6]}… in {path.name}"
