@@ -177,7 +177,9 @@ class LivePublisher:
         """The hook: snapshot the notebook when a cell completes and the gap has passed."""
         import copy
 
-        if event.kind != "cell_complete" or event.nb is None:
+        # A CellEvent's nb is a masked copy made on first access: not before it is due.
+        live_nb = event.live_nb if hasattr(event, "live_nb") else event.nb
+        if event.kind != "cell_complete" or live_nb is None:
             return
         now = time.monotonic()
         if now - self._last < self.gap or time.time() < self.paused_until:
