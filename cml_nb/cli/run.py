@@ -189,7 +189,7 @@ class _Publishing:
             return None
         import tempfile
 
-        from cml_nb.publish import LivePublisher
+        from cml_nb.live import LivePublisher
 
         self._workdir = Path(tempfile.mkdtemp(prefix="cml-nb-live-"))
         self.live = LivePublisher(self.live_seconds, self._workdir, **self.options)
