@@ -73,8 +73,8 @@ def trials_to_target(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--trials", type=int, default=40)
-    parser.add_argument("--target", type=float, default=0.05)
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--target", type=float, default=0.01)
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
     cml_nb = shutil.which("cml-nb", path=str(Path(sys.executable).parent)) or "cml-nb"

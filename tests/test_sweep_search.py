@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import nbformat
 import pytest
@@ -80,7 +81,9 @@ def notebook(path: Path, parameters: str, body: str) -> Path:
 
 def quadratic(tmp_path: Path) -> Path:
     return notebook(
-        tmp_path / "quad.ipynb", "x = 0.0\ny = 0.0\npause = 0.0\ncounter = ''", QUADRATIC
+        tmp_path / "quad.ipynb",
+        "x = 0.0\ny = 0.0\npause = 0.0\ncounter = ''\napi_token = ''",
+        QUADRATIC,
     )
 
 
@@ -157,15 +160,16 @@ parameters:
 """
     spec = sweep_file(tmp_path / "s.yaml", text.format(trials=3))
     out, counter, cache = tmp_path / "out", tmp_path / "counter.txt", tmp_path / "cache"
+    fake = "ghp_" + os.urandom(18).hex()  # a fixed secret-looking parameter
     first = sweep(nb, "-f", spec, "-j", "1", "-o", out, "--cache-dir", cache, "-p", "counter",
-                  counter)  # fmt: skip
+                  counter, "-p", "api_token", fake)  # fmt: skip
     assert first.exit_code == 0, first.output
     # Two choices, three trials: a repeated configuration is told its cached value.
     assert sorted(set(lines(counter))) == sorted(lines(counter))
     assert len(SweepResult.read(out).runs) == 3
     sweep_file(spec, text.format(trials=6))
     more = sweep(nb, "-f", spec, "-j", "1", "-o", out, "--cache-dir", cache, "-p", "counter",
-                 counter)  # fmt: skip
+                 counter, "-p", "api_token", fake)  # fmt: skip
     assert more.exit_code == 0, more.output
     result = SweepResult.read(out)
     assert [r.index for r in result.runs] == list(range(6))  # one study, trials 0-5
@@ -174,15 +178,30 @@ parameters:
     assert len(ran) == len(set(ran)) == len({r.parameters["x"] for r in result.runs}) == 2
     assert all(r.succeeded for r in result.runs)
     assert result.search["best"]["parameters"]["x"] == 0.3
+    # The token reaches the kernel, never the study journal, sweep.json, runs or report.
+    written = [p for p in [*out.rglob("*"), *cache.rglob("*")] if p.is_file()]
+    assert out / "study.journal" in written and len(written) > 20
+    assert not [p for p in written if fake.encode() in p.read_bytes()]
+    assert fake not in first.output + more.output
 
 
 def test_a_median_pruner_stops_a_hopeless_trial_mid_notebook(tmp_path: Path) -> None:
     nb = notebook(tmp_path / "stepped.ipynb", "x = 0.0\nsteps_file = ''", STEPPED)
     spec = sweep_file(tmp_path / "s.yaml", PRUNED_SEARCH)
     out, steps, done_file = tmp_path / "out", tmp_path / "steps.txt", tmp_path / "done.txt"
-    done = sweep(nb, "-f", spec, "-j", "1", "-o", out, "--no-cache",
-                 "-p", "steps_file", steps, "-p", "done_file", done_file)  # fmt: skip
+    junit = tmp_path / "junit.xml"
+    args = ["sweep", str(nb), "-f", str(spec), "-j", "1", "-o", str(out), "--no-cache",
+            "-p", "steps_file", str(steps), "-p", "done_file", str(done_file), "--junit", str(junit)]  # fmt: skip
+    done = CliRunner().invoke(main, args, env={"GITHUB_ACTIONS": "true"}, catch_exceptions=False)
     assert done.exit_code == 0, done.output  # a pruned trial is no failure
+    assert "::error" not in done.output  # nor a CI annotation or a JUnit failure
+    suites = ET.parse(junit).getroot()
+    assert suites.get("failures") in (None, "0") and all(
+        s.get("failures") == "0" for s in suites.iter("testsuite")
+    )
+    assert [k.get("message") for k in suites.iter("skipped")] == [
+        "pruned at step 1: the pruner stopped this trial"
+    ]
     assert "2 succeeded, 0 failed, 1 pruned" in done.output
     result = SweepResult.read(out)
     assert [r.status for r in result.runs] == ["succeeded", "succeeded", "pruned"]
@@ -365,3 +384,20 @@ enqueue: {json.dumps([{"x": x} for x in good + bad])}
     status = {r.parameters["x"]: r.status for r in SweepResult.read(out).runs}
     assert status[0.0] == "succeeded"
     assert "pruned" in {status[x] for x in bad}, status
+
+
+@pytest.mark.parametrize(
+    "journal_text",
+    ['{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}\n{torn\n{}\n',
+     '[1, 2]\n', '{"op_code": 99}\n'],
+)  # fmt: skip
+def test_an_unreadable_study_journal_is_one_line(tmp_path: Path, journal_text: str) -> None:
+    nb = quadratic(tmp_path)
+    spec = sweep_file(tmp_path / "s.yaml", GOOD)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "study.journal").write_text(journal_text)
+    done = sweep(nb, "-f", spec, "-o", out, "--no-cache")
+    assert done.exit_code == 2, done.output
+    assert "study journal" in done.output and "move it away" in done.output
+    assert len(done.output.strip().splitlines()) == 1 and "Traceback" not in done.output

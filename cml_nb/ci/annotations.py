@@ -128,7 +128,7 @@ class Annotator:
 
     def run_failed(self, record: Any) -> None:
         """The failing cell of a run (a ``RunRecord``), as ``cell N raised ENAME``."""
-        if record.succeeded:
+        if record.succeeded or record.status == "pruned":  # a search's pruner stopped it
             return
         error = record.error
         number = _cell_number(record.output, error.cell_index) if error else None

@@ -22,6 +22,7 @@ from cml_nb.errors import StorageError
 from cml_nb.notebook import INJECTED_TAG, cell_numbers, strip_ansi
 from cml_nb.records import FAILED, RunRecord
 from cml_nb.secrets import Scrubber
+from cml_nb.sweep.result import PRUNED
 
 _NAME_CHARS = 80
 # Characters XML 1.0 cannot hold at all (a notebook may print them).
@@ -64,7 +65,7 @@ def suite(record: RunRecord, name: str | None = None, secrets: Iterable[str] = (
     if record.started_at:
         element.set("timestamp", record.started_at)
     nb = _load(record)
-    cases, failures, total = 0, 0, 0.0
+    cases, failures, total, skipped = 0, 0, 0.0, 0
     cells = nb.get("cells", []) if nb else []
     numbers = cell_numbers(nb) if nb else {}
     timings = {c.cell_index: c.duration for c in record.cells}
@@ -81,7 +82,10 @@ def suite(record: RunRecord, name: str | None = None, secrets: Iterable[str] = (
             classname=label, file=_text(record.notebook, scrubber), time=f"{seconds:.3f}",
         )  # fmt: skip
         cases, total = cases + 1, total + seconds
-        if index == failing and record.error is not None:
+        if index == failing and record.status == PRUNED:  # stopped on purpose by a search
+            ET.SubElement(case, "skipped", message=_text(record.message, scrubber))
+            skipped += 1
+        elif index == failing and record.error is not None:
             failures += 1
             err = record.error
             message = f"{err.ename}: {err.evalue}" if err.evalue else (record.message or err.ename)
@@ -105,7 +109,7 @@ def suite(record: RunRecord, name: str | None = None, secrets: Iterable[str] = (
     element.set("tests", str(cases))
     element.set("failures", str(failures))
     element.set("errors", "0")
-    element.set("skipped", "0")
+    element.set("skipped", str(skipped))
     element.set("time", f"{record.duration or total:.3f}")
     return element
 

@@ -99,14 +99,21 @@ def run_search(
     identity = {**spec.identity(), "notebook": nb_digest, "kernel": kernel_name,
                 "deps": dep_digests, "metric": metric, "goal": goal}  # fmt: skip
     study_name = "cml-nb-" + config_hash(identity)
-    study = optuna.create_study(
-        storage=storage(folder),
-        study_name=study_name,
-        direction="maximize" if goal == "max" else "minimize",
-        sampler=spec.sampler(optuna),
-        pruner=spec.make_pruner(optuna),
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            storage=storage(folder),
+            study_name=study_name,
+            direction="maximize" if goal == "max" else "minimize",
+            sampler=spec.sampler(optuna),
+            pruner=spec.make_pruner(optuna),
+            load_if_exists=True,
+        )
+    # Replaying a torn or edited log raises whatever its first bad record trips over.
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError) as exc:
+        raise ConfigError(
+            f"the study journal {folder / STUDY_FILE} is unreadable ({type(exc).__name__}: "
+            f"{exc}): move it away to start a new study, or restore it from a copy"
+        ) from None
     _recover(study, spec, optuna)
     study.sampler = spec.sampler(optuna, offset=len(study.get_trials(deepcopy=False)))
     result = SweepResult(
