@@ -271,3 +271,35 @@ def test_base_curves_are_overlaid_when_comparing(
     assert len(report["assets"]) == 2  # the first drawing's figures were replaced
     markdown = (root / "out" / "report" / "report.md").read_text()
     assert "| train/loss | 0.125 | 0.25 | -0.125 (-50.0%) 🟢 | tensorboard |" in markdown
+
+
+def test_a_tracking_server_password_never_reaches_the_record(tmp_path: Path) -> None:
+    """A down server named with user:password@ is one note, without the password."""
+    pytest.importorskip("mlflow")
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    notebook = write_notebook(tmp_path, "x = 1")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://alice:pw-Zq81xK@127.0.0.1:{port}",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cml_nb", "run", str(notebook), "-o",
+         str(tmp_path / "out" / "train.ipynb"), "--loggers", "mlflow"],
+        capture_output=True, text=True, timeout=240, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    [note] = record["loggers"]["notes"]
+    assert note.startswith(f"mlflow: MLflow store http://127.0.0.1:{port} could not be read")
+    written = [p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert "pw-Zq81xK" not in done.stderr + done.stdout + "".join(written)
+
+
+def test_a_tag_that_looks_like_mathtext_is_drawn_as_typed() -> None:
+    """Tags are notebook text: a malformed "$...$" must not fail the report's figure."""
+    from cml_nb.loggers.curves import figure_png
+
+    curves = {"bad/$\\frac{$": [[0.0, 1.0], [1.0, 0.5]]}
+    assert figure_png("bad/", list(curves), curves, None).startswith(b"\x89PNG")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,7 +121,8 @@ class Collected:
             a tag two readers share).
         read: the readers that found something this run.
         notes: one-line hints (skipped files, unreadable ones, clashes).
-        seconds: how long reading took.
+        seconds: how long reading took, all readers together.
+        timings: seconds each reader that found something took (import included).
     """
 
     series: Series = field(default_factory=dict)
@@ -129,6 +131,7 @@ class Collected:
     read: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
 
     def merged(self, logged: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """Metrics and their sources: ``logged`` (``cml_nb.log_metric``) wins a clash."""
@@ -147,7 +150,19 @@ class Collected:
 
     def summary(self) -> dict[str, Any]:
         """The record's ``loggers`` entry: readers used, notes and seconds spent."""
-        return {"read": self.read, "notes": self.notes, "seconds": round(self.seconds, 3)}
+        timings = {name: round(seconds, 4) for name, seconds in self.timings.items()}
+        return {"read": self.read, "notes": self.notes, "seconds": round(self.seconds, 4),
+                "timings": timings}  # fmt: skip
+
+
+#: ``scheme://user:password@`` in a URL: a tracking server's address may carry credentials,
+#: and a client's error message repeats the address it failed to reach.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced by ``***``."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def _missing_hint(reader: LoggerReader, what: str) -> str:
@@ -173,11 +188,14 @@ def collect(chosen: Sequence[str], ctx: RunContext) -> Collected:
         if importlib.util.find_spec(reader.module) is None:
             found.notes.append(_missing_hint(reader, what))
             continue
+        started = time.perf_counter()
         try:
             result = reader.read(ctx)
         except Exception as exc:  # a third-party store's many errors: one note, run goes on
             found.notes.append(f"{name}: {what} could not be read ({type(exc).__name__}: {exc})")
             continue
+        finally:
+            found.timings[name] = time.perf_counter() - started
         found.notes += result.notes
         if result.series or result.last:
             found.read.append(name)
@@ -190,6 +208,7 @@ def collect(chosen: Sequence[str], ctx: RunContext) -> Collected:
             if found.sources.setdefault(tag, name) == name:
                 found.last.setdefault(tag, value)
     found.seconds = time.perf_counter() - clock
+    found.notes = [without_credentials(note) for note in found.notes]
     for note in found.notes:
         log.warning("%s", note)
     return found

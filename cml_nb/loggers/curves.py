@@ -99,14 +99,20 @@ def figure_png(group: str, tags: list[str], curves: Curves, base: Curves | None)
             base_steps, base_values = zip(*base[tag], strict=True)
             axes.plot(base_steps, base_values, "--", label="base", linewidth=1.2, alpha=0.8)
             axes.legend(fontsize=7, loc="best")
-        axes.set_title(tag, fontsize=9)
+        axes.set_title(_plain(tag), fontsize=9)
         axes.set_xlabel("step", fontsize=8)
         axes.tick_params(labelsize=7)
         axes.grid(alpha=0.3)
-    figure.suptitle(group.rstrip("/"), fontsize=10)
+    figure.suptitle(_plain(group.rstrip("/")), fontsize=10)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _plain(text: str) -> str:
+    # Tags are the notebook's text: a "$" would start matplotlib mathtext, and a malformed
+    # formula fails the whole drawing. Shown as typed instead.
+    return text.replace("$", r"\$")
 
 
 def add_curves(report: Report, curves: Curves | None = None, base: Curves | None = None) -> None:

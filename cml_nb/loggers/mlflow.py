@@ -11,6 +11,7 @@ narrows them to one experiment), so earlier runs in the same store never count.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,6 +20,9 @@ from cml_nb.loggers.base import MTIME_SLACK, Found, Point, RunContext, finite
 
 URI_VARIABLE = "MLFLOW_TRACKING_URI"
 DB_NAME, FILE_STORE = "mlflow.db", "mlruns"
+#: MLflow retries a tracking server 7 times with backoff (minutes when it is down); reading
+#: after the run tries less, unless the user set these (mlflow.environment_variables).
+BOUNDED_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 #: search_runs page size; one notebook starts a handful of runs, a sweep a few hundred.
 MAX_RUNS = 1000
 
@@ -55,6 +59,8 @@ class MlflowReader:
         from mlflow import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial tables..."
+        for name, value in BOUNDED_HTTP.items():  # a dead server: a note in seconds, not minutes
+            os.environ.setdefault(name, value)
         uri = self.tracking_uri(ctx) or ""
         found = Found()
         client = MlflowClient(tracking_uri=uri)
