@@ -401,3 +401,18 @@ def test_an_unreadable_study_journal_is_one_line(tmp_path: Path, journal_text: s
     assert done.exit_code == 2, done.output
     assert "study journal" in done.output and "move it away" in done.output
     assert len(done.output.strip().splitlines()) == 1 and "Traceback" not in done.output
+
+
+def test_the_search_example_in_the_docs_is_a_valid_search_file() -> None:
+    import re
+
+    import yaml
+
+    from cml_nb.sweep.search import parse_search
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "sweep.md").read_text()
+    examples = [b for b in re.findall(r"```yaml\n(.*?)```", doc, flags=re.DOTALL) if "method:" in b]
+    assert examples
+    spec = parse_search(yaml.safe_load(examples[0]), "docs/sweep.md")
+    assert (spec.method, spec.trials, spec.pruner) == ("tpe", 40, "median")
+    assert spec.swept() == ["lr", "dropout", "depth", "optimizer"] and spec.fixed == {"epochs": 3}
