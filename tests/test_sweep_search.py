@@ -416,3 +416,38 @@ def test_the_search_example_in_the_docs_is_a_valid_search_file() -> None:
     spec = parse_search(yaml.safe_load(examples[0]), "docs/sweep.md")
     assert (spec.method, spec.trials, spec.pruner) == ("tpe", 40, "median")
     assert spec.swept() == ["lr", "dropout", "depth", "optimizer"] and spec.fixed == {"epochs": 3}
+
+
+TIMED = """\
+import time, cml_nb
+start = time.time()
+time.sleep(pause)
+with open(counter, "a") as handle:
+    handle.write(f"{x},{y},{start},{time.time()}\\n")
+cml_nb.log_metric("loss", (x - 0.3) ** 2 + (y - 2) ** 2)
+"""
+
+
+def test_grid_over_typed_parameters_runs_trials_in_parallel_with_j(tmp_path: Path) -> None:
+    nb = notebook(tmp_path / "timed.ipynb", "x = 0.0\ny = 0\npause = 0.0\ncounter = ''", TIMED)
+    spec = sweep_file(tmp_path / "s.yaml", """\
+method: grid             # trials: every combination (4)
+metric: loss
+goal: min
+parameters:
+  x: {type: categorical, choices: [0.1, 0.3]}
+  y: {type: int, low: 1, high: 2}
+""")  # fmt: skip
+    out, counter = tmp_path / "out", tmp_path / "counter.txt"
+    done = sweep(nb, "-f", spec, "-j", "2", "-o", out, "--no-cache", "--no-report",
+                 "-p", "counter", counter, "-p", "pause", "1.5")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    rows = [line.split(",") for line in lines(counter)]
+    assert sorted((r[0], r[1]) for r in rows) == [("0.1", "1"), ("0.1", "2"), ("0.3", "1"),
+                                                  ("0.3", "2")]  # fmt: skip
+    spans = sorted((float(r[2]), float(r[3])) for r in rows)
+    # Two trials in flight: some trial starts before the one before it has ended.
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    assert SweepResult.read(out).best().parameters == {  # type: ignore[union-attr]
+        "x": 0.3, "y": 2, "pause": 1.5, "counter": str(counter),
+    }  # fmt: skip

@@ -166,7 +166,14 @@ def _cmaes(spec: SearchSpec, optuna: Any, seed: int | None) -> Any:
 
 def _grid(spec: SearchSpec, optuna: Any, seed: int | None) -> Any:
     values = {name: p.grid_values() for name, p in spec.parameters.items()}
-    return optuna.samplers.GridSampler(values, seed=seed, **spec.method_options)
+
+    class Grid(optuna.samplers.GridSampler):  # type: ignore[misc]
+        # GridSampler calls Study.stop() once the grid is covered, which raises outside
+        # study.optimize(); the ask/tell loop stops at ``trials`` instead.
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return Grid(values, seed=seed, **spec.method_options)
 
 
 Factory = Callable[[SearchSpec, Any, "int | None"], Any]

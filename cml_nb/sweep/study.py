@@ -18,6 +18,7 @@ parameters again first; raising ``trials`` continues the study.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,29 @@ log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.journal"
 #: User attributes cml-nb keeps on each trial.
-RUN_ATTR, STALE_ATTR = "cml_nb_run", "cml_nb_interrupted"
+RUN_ATTR, STALE_ATTR, OWNER_ATTR = "cml_nb_run", "cml_nb_interrupted", "cml_nb_owner"
+
+
+def _owner() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: Any) -> bool:
+    """Whether the sweep process that asked a trial still runs (on this host; else unknown)."""
+    import socket
+
+    host, _, pid = str(owner).rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine: no way to tell, so its trial counts as cut short
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def storage(folder: Path) -> Any:
@@ -151,13 +174,19 @@ def run_search(
 
 
 def _recover(study: Any, spec: SearchSpec, optuna: Any) -> None:
-    """Fail trials left running by an interrupted sweep; ask their parameters again first."""
+    """Fail trials left running by an interrupted sweep; ask their parameters again first.
+
+    A trial whose sweep process is alive on this machine (a second ``cml-nb sweep`` on
+    the same folder) is left to it.
+    """
     state = optuna.trial.TrialState
     if not study.get_trials(deepcopy=False):
         for config in spec.enqueue:
             study.enqueue_trial(config, skip_if_exists=True)
         return
     for frozen in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        if _owner_alive(frozen.user_attrs.get(OWNER_ATTR)):
+            continue
         trial = optuna.Trial(study, frozen._trial_id)
         trial.set_user_attr(STALE_ATTR, True)
         study.tell(frozen.number, state=state.FAIL)
@@ -264,6 +293,7 @@ class _Loop:
             name, trial.number, mask_parameters(params), key=cache_mod.cache_key(key_in)
         )
         trial.set_user_attr(RUN_ATTR, name)
+        trial.set_user_attr(OWNER_ATTR, _owner())
         trial.set_user_attr("key", entry.key)
         trial.set_user_attr("parameters", entry.parameters)
         self.result.runs.append(entry)
