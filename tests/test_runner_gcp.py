@@ -414,3 +414,31 @@ def test_without_the_gcp_extra_the_message_names_it(gcp: GcpEmulator) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout  # fmt: skip
     assert out.startswith("2 ") and "pip install 'cml-nb[gcp]'" in out
+
+
+def test_workload_identity_federation_as_in_ci(
+    gcp: GcpEmulator, github: GitHubRunners, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What google-github-actions/auth (or GitLab's id_tokens) sets up: an external_account
+    # file; the CI's OIDC token is exchanged at STS, then for the service account's token.
+    token_file = tmp_path / "oidc-token"
+    token_file.write_text(gcp.oidc_token)
+    config = tmp_path / "external-account.json"
+    config.write_text(json.dumps({
+        "type": "external_account",
+        "audience": gcp.audience,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": f"{gcp.root}/v1/token",
+        "service_account_impersonation_url": f"{gcp.root}/v1/projects/-/serviceAccounts/"
+        f"{gcp.client_email}:generateAccessToken",
+        "credential_source": {"file": str(token_file)},
+    }))  # fmt: skip
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(config))
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", gcp.project)
+    result = lifecycle.launch(request(name="gpu-wif"), ComputeEngine(REGION), github)
+    assert len(gcp.server.requests("POST", "/v1/token")) >= 1
+    assert len(gcp.server.requests("POST", ":generateAccessToken")) >= 1
+    lifecycle.stop(cloud(), resolver(github), result.name)
+    token_file.write_text("not-the-ci-token")  # a token STS refuses: one line, exit 5
+    refused = CliRunner().invoke(main, ["runner", "list", "--cloud", "gcp", "--region", REGION])
+    assert refused.exit_code == 5 and "Google credentials were refused" in refused.output

@@ -19,7 +19,7 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -163,6 +163,14 @@ class GcpEmulator:
     request_ids: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: (method id, path parameters, JSON body) of every routed request, in order.
     calls: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
+    #: Workload identity federation: the CI's OIDC token, the provider's audience, and the
+    #: federated tokens the STS endpoint handed out (only good for impersonation).
+    oidc_token: str = field(default_factory=lambda: "eyJhbGciOiJSUzI1NiJ9.ci." + uuid.uuid4().hex)
+    audience: str = (
+        "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/"
+        "github/providers/github"
+    )
+    federated: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
@@ -226,6 +234,10 @@ class GcpEmulator:
     def _handle(self, request: Request) -> Response:
         if request.path == "/token":
             return self._token(request)
+        if request.path == "/v1/token":
+            return self._sts(request)
+        if request.path.endswith(":generateAccessToken"):
+            return self._impersonate(request)
         if not self._authorised(request):
             return google_error(401, "Request had invalid authentication credentials.",
                                 "authError", "global")  # fmt: skip
@@ -297,6 +309,39 @@ class GcpEmulator:
         self.tokens.add(token)
         return Response(json.dumps({"access_token": token, "expires_in": 3600,
                                     "token_type": "Bearer"}), content_type="application/json")  # fmt: skip
+
+    def _sts(self, request: Request) -> Response:
+        """Security Token Service token exchange (RFC 8693), as sts.googleapis.com/v1/token
+        answers workload identity federation (cloud.google.com/iam/docs/reference/sts/rest)."""
+        form = parse_qs(request.get_data(as_text=True))
+        if (
+            form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:token-exchange"]
+            or form.get("subject_token") != [self.oidc_token]
+            or form.get("audience") != [self.audience]
+        ):
+            return Response(json.dumps({"error": "invalid_grant"}), 400,
+                            content_type="application/json")  # fmt: skip
+        token = "ya29.federated-" + uuid.uuid4().hex
+        self.federated.add(token)
+        return Response(json.dumps({
+            "access_token": token, "issued_token_type":
+            "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer",
+            "expires_in": 3600}), content_type="application/json")  # fmt: skip
+
+    def _impersonate(self, request: Request) -> Response:
+        """IAM Credentials generateAccessToken: the federated token becomes the service
+        account's (cloud.google.com/iam/docs/reference/credentials/rest)."""
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if bearer not in self.federated or self.client_email not in request.path:
+            return google_error(403, "Permission 'iam.serviceAccounts.getAccessToken' denied",
+                                "forbidden")  # fmt: skip
+        token = "ya29.impersonated-" + uuid.uuid4().hex
+        self.tokens.add(token)
+        later = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+        expires = later.isoformat()
+        return Response(json.dumps({"accessToken": token,
+                                    "expireTime": expires.replace("+00:00", "Z")}),
+                        content_type="application/json")  # fmt: skip
 
     # -- catalogue ---------------------------------------------------------------------------
 
