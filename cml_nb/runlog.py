@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -46,7 +47,7 @@ class RunLogFilter(logging.Filter):
         text = record.getMessage()
         if text.startswith(_NOISE):
             return False
-        if record.funcName == _STREAM_FUNC:
+        if record.funcName == _STREAM_FUNC and _is_stream(record):
             lines = self._complete_lines(record.levelno, text)
             if lines is None:
                 return False
@@ -74,6 +75,23 @@ class RunLogFilter(logging.Filter):
             if text.strip():
                 logger.log(level, "%s", self.scrubber.scrub(text), extra={"cml_nb_done": True})
         self._pending.clear()
+
+
+def _is_stream(record: logging.LogRecord) -> bool:
+    """Whether papermill logged a stream chunk (not a result's text/plain, which is whole).
+
+    papermill logs both from ``log_output_message`` with the same call; only that
+    frame's ``output`` tells them apart, and the filter runs inside that call.
+    """
+    frame = sys._getframe(1)
+    for _ in range(16):  # filter <- Filterer.filter <- Logger.handle <- _log <- info <- caller
+        if frame is None:
+            break
+        if frame.f_code.co_name == _STREAM_FUNC:
+            output = frame.f_locals.get("output")
+            return getattr(output, "get", lambda _key: "stream")("output_type") == "stream"
+        frame = frame.f_back  # type: ignore[assignment]
+    return True  # not found: buffering is the safe side (a split token stays masked)
 
 
 def _without_content(text: str) -> str:

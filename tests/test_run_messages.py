@@ -19,11 +19,13 @@ import pytest
 v4 = nbformat.v4
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cml_nb", *args],
         capture_output=True, text=True, timeout=180, cwd=cwd,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
     )  # fmt: skip
 
 
@@ -90,13 +92,17 @@ def test_local_kernels_run_over_ipc_without_the_tcp_warning(tmp_path: Path) -> N
         "print('transport', IPKernelApp.instance().transport)"
     )
     source = write(v4.new_notebook(cells=[probe]), tmp_path / "t.ipynb")
-    done = run_cli("run", str(source), "-o", "out/n.ipynb", "--no-report", cwd=tmp_path)
+    private_tmp = tmp_path / "tmp"  # the sockets' folder goes here, and must go away
+    private_tmp.mkdir()
+    done = run_cli(
+        "run", str(source), "-o", "out/n.ipynb", "--no-report", cwd=tmp_path,
+        env={"TMPDIR": str(private_tmp)},
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "without encryption" not in done.stderr
     executed = nbformat.read(tmp_path / "out" / "n.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"].strip() == "transport ipc"
-    leftovers = [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("cml-nb-kernel-*")]
-    assert not [p for p in leftovers if p.stat().st_uid == os.getuid() and any(p.iterdir())]
+    assert list(private_tmp.glob("cml-nb-kernel-*")) == []
 
 
 def test_log_and_summary_number_cells_as_the_author_does(tmp_path: Path) -> None:
@@ -120,3 +126,18 @@ def test_log_and_summary_number_cells_as_the_author_does(tmp_path: Path) -> None
     assert "Executing the injected parameters cell" in log
     summary = log[log.index("succeeded:") :].splitlines()
     assert summary[1].split()[:2] == ["cell", "3"], summary  # the slowest one, same number
+
+
+def test_log_output_shows_results_whole_and_streams_by_line(tmp_path: Path) -> None:
+    cells = [
+        v4.new_code_cell("6 * 7"),
+        v4.new_code_cell("import sys, time\nprint('half', end='', flush=True)\ntime.sleep(0.3)\n"
+                         "print(' line')"),
+    ]  # fmt: skip
+    source = write(v4.new_notebook(cells=cells), tmp_path / "n.ipynb")
+    done = run_cli("run", str(source), "-o", "out/n.ipynb", "--no-report", "--log-output",
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert "42" in lines  # a result's text is its own line, not held for the next output
+    assert "half line" in lines  # a line written in two pieces is logged as one
