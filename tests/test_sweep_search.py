@@ -451,3 +451,22 @@ parameters:
     assert SweepResult.read(out).best().parameters == {  # type: ignore[union-attr]
         "x": 0.3, "y": 2, "pause": 1.5, "counter": str(counter),
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["tpe", "random", "cmaes", "grid"])
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "percentile", "none"])
+def test_every_registered_method_and_pruner_builds(method: str, pruner: str) -> None:
+    from cml_nb.sweep.search import PRUNERS, SAMPLERS, parse_search
+
+    assert method in SAMPLERS and pruner in PRUNERS
+    options = {"percentile": {"type": "percentile", "percentile": 25.0}}.get(pruner, pruner)
+    data = {
+        "method": method, "trials": 3, "metric": "loss", "pruner": options,
+        "parameters": {"x": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.5},
+                       "n": {"type": "int", "low": 1, "high": 3}},
+    }  # fmt: skip
+    spec = parse_search(data, "s.yaml")
+    sampler, built = spec.sampler(optuna), spec.make_pruner(optuna)
+    study = optuna.create_study(sampler=sampler, pruner=built)
+    trial = study.ask(spec.distributions(optuna))
+    assert 0.0 <= trial.params["x"] <= 1.0 and trial.params["n"] in (1, 2, 3)
