@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cml_nb import environment, kernels, masking, runlog
+from cml_nb import _imports, environment, kernel_pool, kernels, masking, runlog
 from cml_nb import parameters as params_mod
 from cml_nb.errors import (
     CellTimeoutError,
@@ -331,8 +331,11 @@ def run(
     # git and nvidia-smi take a while: probe them while the notebook runs.
     probe = ThreadPoolExecutor(max_workers=1)
     environment_future = probe.submit(environment.describe, source.parent)
+    own_km = None
+    if km is None:  # the kernel boots (a second process) while papermill and nbclient import
+        km = own_km = kernel_pool.start_ahead(kernel_name, str(cwd or source.parent.resolve()))
 
-    import papermill
+    papermill = _imports.import_papermill()
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellTimeoutError as NbCellTimeout
     from nbclient.exceptions import DeadKernelError
@@ -381,6 +384,9 @@ def run(
         status, message = KERNEL_DIED, "the kernel died before it started"
     except KeyboardInterrupt:
         status, message = INTERRUPTED, "interrupted"
+    finally:  # it exits while the notebook and record are written
+        if own_km is not None:
+            kernel_pool.request_shutdown(own_km)
 
     executed = session.nb if session.nb is not None else nb
     masking.mask_notebook(executed, injected, scrubber)  # before anything reads its errors
@@ -419,6 +425,8 @@ def run(
     )
     probe.shutdown()
     record.write(out_path.parent, scrubber)
+    if own_km is not None:
+        kernel_pool.finish(own_km)
     if raise_on_failure and not record.succeeded:
         raise failure_error(record)
     return record

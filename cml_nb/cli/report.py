@@ -87,12 +87,18 @@ def write_run_report(record: Any, prepare: Callable[[Any], None] | None = None) 
     return bundle
 
 
+#: The compare_options whose values make compare_report compare (cli/history.py).
+_COMPARISON_ASKS = ("compare_to", "goal", "fail_if", "fail_on_regression", "trend")
+
+
 def write_report_and_compare(record: Any, *, report: bool, **compare: Any) -> Comparison | None:
     """For ``cml-nb run``: write the report bundle (when ``report``) with the comparison.
 
     Without a bundle the comparison still runs on the record's metrics, so the gate works
     with ``--no-report`` too. Returns None when no comparison was asked for.
     """
+    if not report and not any(compare.get(name) for name in _COMPARISON_ASKS):
+        return None  # compare_report would return None: skip importing cml_nb.report (~0.1 s)
     from cml_nb.report.model import Report
 
     found: list[Comparison | None] = []

@@ -67,25 +67,6 @@ class TaskResult:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
-_MANAGER: type | None = None
-
-
-def _manager_class() -> type:
-    """An ``AsyncKernelManager`` that remembers its clients, so they can be closed."""
-    global _MANAGER
-    if _MANAGER is None:
-        from jupyter_client.manager import AsyncKernelManager
-
-        class Manager(AsyncKernelManager):
-            def client(self, **kwargs: Any) -> Any:
-                made = super().client(**kwargs)
-                self.__dict__.setdefault("clients", []).append(made)
-                return made
-
-        _MANAGER = Manager
-    return _MANAGER
-
-
 class KernelPool:
     """Kernels started ahead of use, one kernel per run (never reused between runs)."""
 
@@ -94,12 +75,12 @@ class KernelPool:
         self._retired: list[Any] = []
 
     def _start(self, kernel: str, cwd: str) -> Any:
-        from jupyter_core.utils import run_sync
+        from cml_nb import kernel_pool
 
-        km = _manager_class()(kernel_name=kernel)
         # Only launches the process; nbclient waits for it to be ready when the run starts.
-        run_sync(km.start_kernel)(cwd=cwd)
-        return km
+        # As nbclient's own kernels: IPC, and IPython history in memory (no run reads
+        # another's code through %history).
+        return kernel_pool.start(kernel, cwd)
 
     def prefetch(self, kernel: str, cwd: str) -> None:
         """Start a kernel for a later ``take`` with the same kernel name and folder."""
@@ -183,9 +164,10 @@ def preload() -> None:
     """Import what a run needs, once per process, before the first task arrives."""
     import jupyter_client.manager  # noqa: F401
     import nbformat  # noqa: F401
-    import papermill  # noqa: F401
 
-    from cml_nb import execute
+    from cml_nb import _imports, execute
+
+    _imports.import_papermill()
 
     execute._register_engine()
 
