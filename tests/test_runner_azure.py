@@ -13,6 +13,7 @@ import base64
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -354,3 +355,18 @@ def test_without_the_azure_extra_the_message_names_it(azure: AzureEmulator) -> N
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout  # fmt: skip
     assert out.startswith("2 ") and "pip install 'cml-nb[azure]'" in out
+
+
+def test_oidc_federated_credential_as_in_ci(
+    azure: AzureEmulator, github: GitHubRunners, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No client secret: the CI's OIDC token in AZURE_FEDERATED_TOKEN_FILE is the client
+    # assertion (DefaultAzureCredential's WorkloadIdentityCredential).
+    monkeypatch.delenv("AZURE_CLIENT_SECRET")
+    token_file = tmp_path / "oidc-token"
+    token_file.write_text(azure.federated_token)
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
+    result = lifecycle.launch(request(name="gpu-oidc"), cloud(), github)
+    lifecycle.stop(cloud(), resolver(github), result.name)
+    (exchange, *_) = azure.server.requests("POST", "/oauth2/v2.0/token")
+    assert b"client_assertion=" in exchange.body and b"client_secret" not in exchange.body

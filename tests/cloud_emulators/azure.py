@@ -256,6 +256,10 @@ class AzureEmulator:
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     spec_errors: list[str] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
+    #: The OIDC token a CI job gets (GitHub, GitLab id_tokens), trusted as a federated credential.
+    federated_token: str = field(
+        default_factory=lambda: "eyJhbGciOiJSUzI1NiJ9.ci." + uuid.uuid4().hex
+    )
     #: (route, method, body) of every ARM request.
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
 
@@ -344,10 +348,15 @@ class AzureEmulator:
         if rest == "/oauth2/v2.0/token" and request.method == "POST":
             # identity-platform/v2-oauth2-client-creds-grant-flow#get-a-token
             form = parse_qs(request.get_data(as_text=True))
+            # A client secret, or a federated token as the client assertion (workload
+            # identity federation: entra/identity-platform/v2-oauth2-client-creds-grant-flow).
+            federated = form.get("client_assertion_type") == [
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            ] and form.get("client_assertion") == [self.federated_token]
             if (
                 form.get("grant_type") != ["client_credentials"]
                 or form.get("client_id") != [self.client_id]
-                or form.get("client_secret") != [self.client_secret]
+                or not (form.get("client_secret") == [self.client_secret] or federated)
             ):
                 return Response(json.dumps({"error": "invalid_client",
                                             "error_description": "AADSTS7000215: Invalid client "
