@@ -165,6 +165,13 @@ def without_credentials(text: str) -> str:
     return _USERINFO.sub(r"\1***@", text)
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, a broken parent
+        return False
+
+
 def _missing_hint(reader: LoggerReader, what: str) -> str:
     return (
         f"{what} skipped: {reader.module} is not installed "
@@ -181,21 +188,23 @@ def collect(chosen: Sequence[str], ctx: RunContext) -> Collected:
     clock = time.perf_counter()
     found = Collected()
     for name in chosen:
-        reader = get(name)
-        what = reader.present(ctx)
-        if what is None:
-            continue
-        if importlib.util.find_spec(reader.module) is None:
-            found.notes.append(_missing_hint(reader, what))
-            continue
         started = time.perf_counter()
+        what = name
         try:
+            reader = get(name)
+            what = reader.present(ctx) or ""
+            if not what:
+                continue
+            if not _installed(reader.module):
+                found.notes.append(_missing_hint(reader, what))
+                continue
             result = reader.read(ctx)
         except Exception as exc:  # a third-party store's many errors: one note, run goes on
             found.notes.append(f"{name}: {what} could not be read ({type(exc).__name__}: {exc})")
             continue
         finally:
-            found.timings[name] = time.perf_counter() - started
+            if what:
+                found.timings[name] = time.perf_counter() - started
         found.notes += result.notes
         if result.series or result.last:
             found.read.append(name)
