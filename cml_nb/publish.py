@@ -325,12 +325,3 @@ def _record_status(
 
 __all__ = ["PR", "PublishResult", "context_for", "known_urls", "parse_target", "publish",
            "render", "resolve_target"]  # fmt: skip
-
-
-def __getattr__(name: str) -> Any:
-    # ``LivePublisher`` moved to ``cml_nb.live`` (it grew a request budget); old imports work.
-    if name == "LivePublisher":
-        from cml_nb.live import LivePublisher
-
-        return LivePublisher
-    raise AttributeError(name)
