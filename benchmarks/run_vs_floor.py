@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _timing import time_command
+from _timing import compile_package, time_command
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE.parent / "tests" / "notebooks" / "trivial.ipynb"
@@ -29,6 +29,7 @@ def main() -> int:
     args = parser.parse_args()
     cml_nb = shutil.which("cml-nb", path=str(Path(sys.executable).parent))
     assert cml_nb, "install cml-nb in this environment"
+    compile_package()
     with tempfile.TemporaryDirectory() as tmp:
         ours = [cml_nb, "run", str(NOTEBOOK), "-o", f"{tmp}/a/out.ipynb", "-p", "x", "2",
                 "--no-report", "--no-log-output", "--no-progress"]  # fmt: skip

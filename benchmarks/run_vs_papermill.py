@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _timing import compare, time_command
+from _timing import compare, compile_package, time_command
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "tests" / "notebooks" / "trivial.ipynb"
@@ -25,6 +25,7 @@ def main() -> int:
     bindir = Path(sys.executable).parent
     cml_nb, papermill = shutil.which("cml-nb", path=bindir), shutil.which("papermill", path=bindir)
     assert cml_nb and papermill, "install cml-nb and papermill in this environment"
+    compile_package()
     with tempfile.TemporaryDirectory() as tmp:
         ours = [cml_nb, "run", str(NOTEBOOK), "-o", f"{tmp}/a/out.ipynb", "-p", "x", "2",
                 "--no-log-output", "--no-progress"]  # fmt: skip

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from cml_nb.ci import junit, outputs, summary
+from cml_nb.ci import outputs, summary
 from cml_nb.ci.annotations import Annotator
 
 
@@ -34,6 +34,8 @@ def finish_run(
     """After ``cml-nb run``: JUnit, annotations, job summary, step outputs."""
     keep = list(secrets)
     if junit_path is not None:
+        from cml_nb.ci import junit  # xml.etree: not on `report`'s path
+
         junit.write(junit_path, [record], secrets=keep)
         click.echo(f"junit: {junit_path}", err=True)
     notes = Annotator(keep)
@@ -66,6 +68,8 @@ def finish_publish(result: Any) -> None:
 
 def finish_sweep(result: Any, junit_path: Path | None = None) -> None:
     """After ``cml-nb sweep`` (and merge): JUnit of every run, an annotation per failed run."""
+    from cml_nb.ci import junit
+
     records, names = junit.sweep_records(Path(result.folder), result.runs)
     if junit_path is not None:
         junit.write(junit_path, records, names)

@@ -108,11 +108,10 @@ def compare_report(
     The keyword arguments are the values of :func:`compare_options`. Call
     ``Comparison.enforce()`` after writing the report, so a failing gate leaves it behind.
     """
-    from cml_nb import history as hist
-
     wants_base = compare_to or goal or fail_if or fail_on_regression
     if not wants_base and not trend:
         return None
+    from cml_nb import history as hist  # after the early return: `report` alone needs none
     sources = source or hist.SOURCES
     if forge is None and "comment" in sources:
         forge = comment_reader()
