@@ -370,3 +370,16 @@ def test_oidc_federated_credential_as_in_ci(
     lifecycle.stop(cloud(), resolver(github), result.name)
     (exchange, *_) = azure.server.requests("POST", "/oauth2/v2.0/token")
     assert b"client_assertion=" in exchange.body and b"client_secret" not in exchange.body
+
+
+def test_a_vm_that_shut_itself_down_is_deleted_by_cleanup(
+    azure: AzureEmulator, github: GitHubRunners, forge_emulator: Any
+) -> None:
+    # Unlike EC2, a guest shutdown leaves an Azure VM stopped but allocated (billed):
+    # the next cleanup deletes it with its NIC, IP and disk.
+    lifecycle.launch(request(name="gpu-idle", single=True), cloud(), github)
+    azure.guest_shutdown("gpu-idle")
+    actions = [str(a) for a in lifecycle.cleanup(cloud(), resolver(github), scope=SCOPE,
+                                                 grace_s=0)]  # fmt: skip
+    assert any(a.startswith("terminate gpu-idle") for a in actions)
+    assert azure.leaks() == EMPTY and forge_emulator.state.repo(REPO).runners == {}

@@ -442,3 +442,18 @@ def test_workload_identity_federation_as_in_ci(
     token_file.write_text("not-the-ci-token")  # a token STS refuses: one line, exit 5
     refused = CliRunner().invoke(main, ["runner", "list", "--cloud", "gcp", "--region", REGION])
     assert refused.exit_code == 5 and "Google credentials were refused" in refused.output
+
+
+def test_a_vm_that_shut_itself_down_is_deleted_by_cleanup(
+    gcp: GcpEmulator, github: GitHubRunners, forge_emulator: Any
+) -> None:
+    # Unlike EC2, a guest shutdown only stops a GCP VM: its disk stays billed until the
+    # next cleanup (or maxRunDuration) deletes it.
+    lifecycle.launch(request(name="gpu-idle", single=True), cloud(), github)
+    gcp.guest_shutdown("us-central1-a", "gpu-idle")
+    (view,) = lifecycle.list_runners(cloud(), resolver(github))
+    assert view.state == "terminated" and gcp.leaks()["disks"] == ["us-central1-a/gpu-idle"]
+    actions = [str(a) for a in lifecycle.cleanup(cloud(), resolver(github), scope=SCOPE,
+                                                 grace_s=0)]  # fmt: skip
+    assert any(a.startswith("terminate us-central1-a/gpu-idle") for a in actions)
+    assert forge_emulator.state.repo(REPO).runners == {}

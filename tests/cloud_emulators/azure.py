@@ -297,6 +297,12 @@ class AzureEmulator:
                 vm["properties"]["provisioningState"] = "Succeeded"
                 vm["_power"] = "PowerState/deallocated"
 
+    def guest_shutdown(self, name: str) -> None:
+        """The VM's own ``shutdown``: stopped but still allocated, and billed
+        (virtual-machines/states-billing)."""
+        with self._lock:
+            self.vms[name]["_power"] = "PowerState/stopped"
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _json(self, body: Any, model: str | None, status: int = 200,

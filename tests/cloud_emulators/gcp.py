@@ -208,6 +208,15 @@ class GcpEmulator:
         """
         self._terminate_action(zone, name)
 
+    def guest_shutdown(self, zone: str, name: str) -> None:
+        """The VM's own ``shutdown``: it stops (TERMINATED), keeping its boot disk; the
+        ephemeral address is released (compute/docs/instances/stop-start-instance)."""
+        with self._lock:
+            vm = self.instances[(zone, name)]
+            vm["status"] = "TERMINATED"
+            for config in vm["networkInterfaces"][0].get("accessConfigs", []):
+                self.addresses.pop(config.pop("natIP", ""), None)
+
     def run_out(self, zone: str, name: str) -> None:
         """The VM's maxRunDuration ends: the same termination action applies
         (cloud.google.com/compute/docs/instances/limit-vm-runtime)."""
