@@ -155,6 +155,17 @@ def test_loggers_none_reads_nothing(tmp_path: Path) -> None:
 
 def test_tensorboard_dir_option_and_unknown_logger(tmp_path: Path) -> None:
     cell = TENSORBOARD_CELL.replace('"runs/exp"', '"board/exp"')
+    # val/loss as a scalar tensor, the way TF2/Keras writers store scalars (no simple_value).
+    tensor = (
+        "from tensorboardX.proto.summary_pb2 import Summary\n"
+        "from tensorboardX.proto.tensor_pb2 import TensorProto\n"
+        "def add_tensor_scalar(tag, value, step):\n"
+        "    proto = TensorProto(dtype=1, float_val=[value])  # DT_FLOAT, shape []\n"
+        "    summary = Summary(value=[Summary.Value(tag=tag, tensor=proto)])\n"
+        "    writer._get_file_writer().add_summary(summary, step)\n"
+    )
+    cell = cell.replace("writer = SummaryWriter", tensor + "writer = SummaryWriter")
+    cell = cell.replace('writer.add_scalar("val/loss"', 'add_tensor_scalar("val/loss"')
     notebook = write_notebook(tmp_path, cell)
     code, output = run_cli(notebook, "--loggers", "tensorboard", "--tensorboard", "board",
                            "--no-report")  # fmt: skip
@@ -303,3 +314,35 @@ def test_a_tag_that_looks_like_mathtext_is_drawn_as_typed() -> None:
 
     curves = {"bad/$\\frac{$": [[0.0, 1.0], [1.0, 0.5]]}
     assert figure_png("bad/", list(curves), curves, None).startswith(b"\x89PNG")
+
+
+KERAS_LAYOUT_CELL = """
+from tensorboardX import SummaryWriter
+for folder, scale in (("train", 1.0), ("validation", 2.0)):
+    writer = SummaryWriter(f"logs/fit/{folder}")
+    for step in range(3):
+        writer.add_scalar("epoch_loss", scale / (step + 1), step)
+    writer.close()
+"""
+
+
+def test_keras_layout_names_tags_by_their_folder(tmp_path: Path) -> None:
+    """Keras writes logs/.../train and logs/.../validation, each with epoch_loss."""
+    notebook = write_notebook(tmp_path, KERAS_LAYOUT_CELL)
+    code, output = run_cli(notebook, "--no-report")
+    assert code == 0, output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics == {
+        "train/epoch_loss": pytest.approx(1 / 3),
+        "validation/epoch_loss": pytest.approx(2 / 3),
+    }
+
+
+def test_loggers_setting_in_pyproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.cml-nb.run]\nloggers = "none"\n')
+    monkeypatch.chdir(tmp_path)
+    notebook = write_notebook(tmp_path, TENSORBOARD_CELL)
+    code, output = run_cli(notebook, "--no-report")
+    assert code == 0, output
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["series"] == {} and record["loggers"]["read"] == []
