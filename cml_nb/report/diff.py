@@ -411,23 +411,11 @@ def notebook_changes(
     return changes_section(changes, report, shown_ref or ref, label)
 
 
-def diff_markdown(block: DiffBlock, collapse_lines: int) -> str:
-    """A :class:`DiffBlock` as a ``diff`` fence, folded when longer than ``collapse_lines``."""
-    from cml_nb.report.markdown import details, fenced
-
-    body = fenced(block.text, "diff")
-    count = block.text.count("\n") + 1
-    if count > collapse_lines:
-        return details(f"Diff of the {block.label or 'cell'} ({count} lines)", body)
-    return body
-
-
 __all__: Sequence[str] = [
     "CellChange",
     "Changes",
     "changes_section",
     "compare",
-    "diff_markdown",
     "notebook_changes",
     "read_at_ref",
 ]

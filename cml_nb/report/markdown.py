@@ -300,6 +300,15 @@ def neutralize_markers(text: str) -> str:
     return _MARKER_LIKE.sub("\\1\u200b", text) if "cml-nb" in text.lower() else text
 
 
+def _diff(block: DiffBlock, collapse_lines: int) -> str:
+    """A :class:`DiffBlock` as a ``diff`` fence, folded when longer than ``collapse_lines``."""
+    body = fenced(block.text, "diff")
+    count = block.text.count("\n") + 1
+    if count > collapse_lines:
+        return details(f"Diff of the {block.label or 'cell'} ({count} lines)", body)
+    return body
+
+
 def block_markdown(block: Block, report: Report, asset_url: AssetUrl, collapse_lines: int) -> str:
     """One block as Markdown."""
     if isinstance(block, MarkdownBlock):
@@ -310,9 +319,7 @@ def block_markdown(block: Block, report: Report, asset_url: AssetUrl, collapse_l
     if isinstance(block, StreamBlock):
         return _stream(block, collapse_lines)
     if isinstance(block, DiffBlock):  # before TextBlock, its base class
-        from cml_nb.report.diff import diff_markdown
-
-        return diff_markdown(block, collapse_lines)
+        return _diff(block, collapse_lines)
     if isinstance(block, TextBlock):
         return _text_output(block.text, "Output", collapse_lines, block.language)
     if isinstance(block, ImageBlock):

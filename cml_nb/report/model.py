@@ -137,7 +137,7 @@ class DiffBlock(TextBlock):
     """A unified diff (``+``/``-`` lines) of a cell's source or output against the base.
 
     A TextBlock, so the size budget shortens it like any text output; rendered as a
-    ``diff`` fence by :func:`cml_nb.report.diff.diff_markdown`. ``label`` says what
+    ``diff`` fence by :mod:`cml_nb.report.markdown`. ``label`` says what
     was compared (``source`` or ``output``).
     """
 
