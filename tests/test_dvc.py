@@ -156,3 +156,19 @@ def test_report_says_when_no_dvc_data_changed(dvc_repo: Path) -> None:
     assert result.exit_code == 0, result.output
     markdown = (dvc_repo / "out" / "report" / "report.md").read_text()
     assert "No DVC-tracked data changed against HEAD~1." in markdown
+
+
+def test_init_with_the_action_installs_dvc_for_the_pull(dvc_repo: Path) -> None:
+    dvc(dvc_repo, "remote", "add", "-d", "storage", "gs://bucket/data")
+    (dvc_repo / "params.yaml").write_text("lr: 0.2\n")
+    result = CliRunner().invoke(
+        main, ["init", "--forge", "github", "--notebook", "train.ipynb", "--use-action"]
+    )
+    assert result.exit_code == 0, result.output
+    steps = yaml.safe_load((dvc_repo / ".github/workflows/cml-nb.yml").read_text())["jobs"][
+        "report"
+    ]["steps"]
+    pull = next(s for s in steps if s.get("name") == "Pull DVC data")
+    assert pull["run"] == "python -m pip install 'dvc[gs]' && dvc pull"
+    assert list(pull["env"]) == ["GOOGLE_APPLICATION_CREDENTIALS"]
+    assert "params.yaml is not passed by the action" in result.output

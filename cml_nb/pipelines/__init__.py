@@ -403,6 +403,10 @@ def init(
         )
     if options.dvc is not None and options.dvc.notes:
         pipeline = replace(pipeline, notes=(*pipeline.notes, *options.dvc.notes))
+    if options.use_action and options.parameters_file:  # the action has no -f input
+        pipeline = replace(pipeline, notes=(*pipeline.notes, f"{options.parameters_file} is "
+                           "not passed by the action: give its values in the action's "
+                           "`parameters:` input"))  # fmt: skip
     if not dry_run:
         write(pipeline, root, force=force)
     return pipeline

@@ -27,8 +27,7 @@ def install_script(options: PipelineOptions) -> str:
     """Install cml-nb and the project's requirements with pip."""
     parts = ["python -m pip install", shlex.quote(options.install)]
     if options.dvc is not None:  # dvc pull, with the remote's storage SDK
-        kind = options.dvc.kind
-        parts.append(shlex.quote(f"dvc[{kind.extra}]" if kind and kind.extra else "dvc"))
+        parts.append(shlex.quote(dvc_requirement(options)))
     for requirement in options.requirements:
         parts += ["-r", shlex.quote(requirement)]
     return " ".join(parts)
@@ -47,6 +46,12 @@ def run_command(options: PipelineOptions) -> str:
 
 #: Fetches the DVC-tracked data the notebook reads, before it runs.
 DVC_PULL = "dvc pull"
+
+
+def dvc_requirement(options: PipelineOptions) -> str:
+    """``dvc[s3]`` for the default remote's storage, ``dvc`` when it needs no extra."""
+    kind = options.dvc.kind if options.dvc is not None else None
+    return f"dvc[{kind.extra}]" if kind is not None and kind.extra else "dvc"
 
 
 def dvc_secrets(options: PipelineOptions) -> list[tuple[str, str]]:

@@ -86,10 +86,13 @@ def _setup_steps(options: PipelineOptions, *, project: bool = True) -> list[dict
     return [checkout, python, install]
 
 
-def _dvc_steps(options: PipelineOptions) -> list[dict[str, Any]]:
+def _dvc_steps(options: PipelineOptions, *, install: bool = False) -> list[dict[str, Any]]:
     if options.dvc is None:
         return []
-    step: dict[str, Any] = {"name": "Pull DVC data", "run": commands.DVC_PULL}
+    pull = commands.DVC_PULL
+    if install:
+        pull = f"python -m pip install {shlex.quote(commands.dvc_requirement(options))} && {pull}"
+    step: dict[str, Any] = {"name": "Pull DVC data", "run": pull}
     names = [name for name, _ in commands.dvc_secrets(options)]
     if names:
         step["env"] = {name: f"${{{{ secrets.{name} }}}}" for name in names}
@@ -142,7 +145,8 @@ def _action_steps(options: PipelineOptions) -> list[dict[str, Any]]:
         inputs["kernel"] = options.kernel
     run = {"name": "Run and publish", "id": "cml-nb", "uses": f"{ACTION}@v{__version__}",
            "with": inputs}  # fmt: skip
-    return [*setup, run, _upload("cml-nb-runs", "runs/")]
+    # The action installs cml-nb only: the DVC step installs DVC itself.
+    return [*setup, *_dvc_steps(options, install=True), run, _upload("cml-nb-runs", "runs/")]
 
 
 def _sweep_job(options: PipelineOptions, gpu: bool) -> dict[str, Any]:
