@@ -112,6 +112,7 @@ def compare_report(
     if not wants_base and not trend:
         return None
     from cml_nb import history as hist  # after the early return: `report` alone needs none
+
     sources = source or hist.SOURCES
     if forge is None and "comment" in sources:
         forge = comment_reader()
