@@ -346,3 +346,49 @@ def test_loggers_setting_in_pyproject(tmp_path: Path, monkeypatch: pytest.Monkey
     assert code == 0, output
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert record["series"] == {} and record["loggers"]["read"] == []
+
+
+PLUGIN = """
+from cml_nb.loggers import Found
+
+
+class CsvReader:
+    name, extra, module = "csvlog", "csvlog", "csv"
+
+    def present(self, ctx):
+        path = ctx.cwd / "log.csv"
+        return "log.csv" if path.exists() and ctx.written_during_run(path) else None
+
+    def read(self, ctx):
+        rows = [line.split(",") for line in (ctx.cwd / "log.csv").read_text().split()]
+        series = {"csv/loss": [(int(s), float(v), None) for s, v in rows]}
+        return Found(series=series, last={"csv/loss": series["csv/loss"][-1][1]})
+"""
+
+
+def test_a_plugin_reader_runs_when_named(tmp_path: Path) -> None:
+    """An installed package's entry point in cml_nb.loggers, used only when --loggers names it."""
+    site = tmp_path / "site"
+    (site / "csvlog_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "csvlog_plugin.py").write_text(PLUGIN)
+    info = site / "csvlog_plugin-0.1.dist-info"
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: csvlog-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[cml_nb.loggers]\ncsvlog = csvlog_plugin:CsvReader\n")
+    folder = tmp_path / "work"
+    folder.mkdir()
+    notebook = write_notebook(folder, "open('log.csv', 'w').write('0,1.0\\n1,0.4\\n')")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+
+    def run(*loggers: str) -> dict[str, Any]:
+        out = folder / "out" / "train.ipynb"
+        done = subprocess.run([sys.executable, "-m", "cml_nb", "run", str(notebook), "-o",
+                               str(out), "--no-report", *loggers],
+                              capture_output=True, text=True, timeout=240, env=env)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads((out.parent / "run.json").read_text()))
+
+    assert run()["metrics"] == {}  # the default reads the built-ins only
+    record = run("--loggers", "tensorboard,csvlog")
+    assert record["metrics"] == {"csv/loss": 0.4}
+    assert record["metric_sources"] == {"csv/loss": "csvlog"}
+    assert [p["step"] for p in record["series"]["csv/loss"]] == [0, 1]

@@ -2,8 +2,9 @@
 
 Each source is a :class:`~cml_nb.loggers.base.LoggerReader` in a registry keyed by name
 (``--loggers tensorboard,dvclive,mlflow``); the built-ins are registered explicitly and
-third-party readers come from the ``cml_nb.loggers`` entry-point group, read on first
-use. After a run, :func:`collect` asks each chosen reader what the notebook wrote during
+third-party readers come from the ``cml_nb.loggers`` entry-point group, read only when
+``--loggers`` names one that is not built in (the default, all built-ins, scans no
+installed package's metadata, and an installed plugin never reads a run's files unasked). After a run, :func:`collect` asks each chosen reader what the notebook wrote during
 that run; :meth:`Collected.merged` puts the last values beside those logged with
 ``cml_nb.log_metric``, which win a clash.
 
@@ -48,7 +49,7 @@ BUILTIN = ("tensorboard", "dvclive", "mlflow")
 ENTRY_POINT_GROUP = "cml_nb.loggers"
 
 _REGISTRY: dict[str, Callable[[], LoggerReader]] = {}
-_loaded = False
+_loaded: set[str] = set()
 
 
 def register(name: str, factory: Callable[[], LoggerReader]) -> None:
@@ -56,34 +57,34 @@ def register(name: str, factory: Callable[[], LoggerReader]) -> None:
     _REGISTRY[name] = factory
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from cml_nb.loggers.dvclive import DvcLiveReader
-    from cml_nb.loggers.mlflow import MlflowReader
-    from cml_nb.loggers.tensorboard import TensorBoardReader
+def _load(plugins: bool = False) -> None:
+    if "builtins" not in _loaded:
+        _loaded.add("builtins")
+        from cml_nb.loggers.dvclive import DvcLiveReader
+        from cml_nb.loggers.mlflow import MlflowReader
+        from cml_nb.loggers.tensorboard import TensorBoardReader
 
-    register("tensorboard", TensorBoardReader)
-    register("dvclive", DvcLiveReader)
-    register("mlflow", MlflowReader)
-    from importlib.metadata import entry_points
+        register("tensorboard", TensorBoardReader)
+        register("dvclive", DvcLiveReader)
+        register("mlflow", MlflowReader)
+    if plugins and "plugins" not in _loaded:
+        _loaded.add("plugins")
+        from importlib.metadata import entry_points  # ~0.1 s: only when a plugin is named
 
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name not in _REGISTRY:
-            _REGISTRY[entry.name] = entry.load()
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            if entry.name not in _REGISTRY:
+                _REGISTRY[entry.name] = entry.load()
 
 
 def names() -> list[str]:
-    """Every registered reader's name, built-ins first."""
-    _load()
+    """Every reader's name, built-ins first, then installed plugins."""
+    _load(plugins=True)
     return list(_REGISTRY)
 
 
 def get(name: str) -> LoggerReader:
     """The reader called ``name``; ConfigError listing the known ones otherwise."""
-    _load()
+    _load(plugins=name not in BUILTIN)
     if name not in _REGISTRY:
         raise ConfigError(
             f"unknown logger {name!r}: use {', '.join(_REGISTRY)} (comma-separated), or none"
@@ -92,15 +93,15 @@ def get(name: str) -> LoggerReader:
 
 
 def parse(spec: str | Iterable[str] | None) -> list[str]:
-    """``--loggers`` as names: None or ``all`` is every reader, ``none`` (or "") is none."""
+    """``--loggers`` as names: None or ``all`` is the built-ins, ``none`` (or "") is none."""
     if spec is None:
-        return names()
+        return list(BUILTIN)
     items = spec.split(",") if isinstance(spec, str) else [str(s) for s in spec]
     chosen = [s.strip().lower() for s in items if s.strip()]
     if chosen in ([], ["none"]):
         return []
     if chosen == ["all"]:
-        return names()
+        return list(BUILTIN)
     if "none" in chosen or "all" in chosen:
         raise ConfigError(
             "--loggers takes names, or 'none' or 'all' alone: e.g. tensorboard,mlflow"
