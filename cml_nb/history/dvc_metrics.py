@@ -7,13 +7,45 @@ are what the base's metrics are then read from.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cml_nb.history.base import _flatten as flatten
-from cml_nb.history.base import _git as git
-from cml_nb.history.base import _git_path as git_path
+
+def _show(commit: str, path: str, cwd: Path | None) -> str | None:
+    """``git show COMMIT:./PATH`` (relative to ``cwd``, as the metrics path is), or None."""
+    name = path if path.startswith(("./", "../")) else f"./{path}"
+    try:
+        done = subprocess.run(
+            ["git", "show", "--end-of-options", f"{commit}:{name}"],
+            cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        elif value is None or isinstance(value, int | float | str | bool):
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _parse(text: str, path: str) -> Any:
+    import yaml
+
+    try:  # JSON files as JSON; DVC also allows YAML (and TOML, not read here)
+        if path.endswith((".yaml", ".yml")):
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except (ValueError, RecursionError, yaml.YAMLError):
+        return None
 
 
 def dvc_metrics(commit: str, cwd: Path | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -27,15 +59,8 @@ def dvc_metrics(commit: str, cwd: Path | None) -> tuple[dict[str, Any], dict[str
     ``{"train": {"loss": ...}}``), the names its reader gives them; DVCLive's ``step``
     counter is dropped.
     """
-    import yaml
-
-    text = git(["show", "--end-of-options", f"{commit}:./dvc.yaml"], cwd)
-    if text is None:
-        return None
-    try:
-        spec = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None
+    text = _show(commit, "dvc.yaml", cwd)
+    spec = _parse(text, "dvc.yaml") if text is not None else None
     if not isinstance(spec, Mapping):
         return None
     paths: list[str] = list(_dvc_paths(spec.get("metrics")))
@@ -44,14 +69,10 @@ def dvc_metrics(commit: str, cwd: Path | None) -> tuple[dict[str, Any], dict[str
             paths += _dvc_paths(stage.get("metrics"))
     metrics: dict[str, Any] = {}
     for path in dict.fromkeys(paths):
-        text = git(["show", "--end-of-options", f"{commit}:{git_path(path)}"], cwd)
-        try:
-            data = yaml.safe_load(text) if text is not None else None  # YAML reads JSON too
-        except yaml.YAMLError:
-            continue
+        text = _show(commit, path, cwd)
+        data = _parse(text, path) if text is not None else None
         if isinstance(data, Mapping):
-            flat = {k.replace(".", "/"): v for k, v in flatten(data).items() if k != "step"}
-            metrics.update(flat)
+            metrics.update({k: v for k, v in _flatten(data).items() if k != "step"})
     return (metrics, {}) if metrics else None
 
 
