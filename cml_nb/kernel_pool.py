@@ -33,10 +33,57 @@ _MANAGER: type | None = None
 _UNFINISHED: list[Any] = []
 
 
+def _client_class() -> type:
+    """An ``AsyncKernelClient`` whose ``wait_for_ready`` returns once the kernel answered.
+
+    jupyter_client's version (client.py, ``_async_wait_for_ready``, 8.x) ends by reading
+    IOPub until 0.2 s pass without a message: a fixed 0.2 s per kernel start, a third of
+    a short run's own time. It only discards the start-up messages (``status``), and
+    nbclient ignores every IOPub message whose ``parent_header.msg_id`` is not the
+    request it waits for (nbclient/client.py, ``_async_poll_output_msg``), so the flush
+    buys nbclient nothing. The handshake itself (kernel_info reply on shell, one IOPub
+    message to prove IOPub is connected) is kept as it is.
+    """
+    import time
+    from queue import Empty
+
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+
+    class ReadyClient(AsyncKernelClient):  # type: ignore[misc]
+        async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+            deadline = time.time() + (float("inf") if timeout is None else timeout)
+            while True:
+                self.kernel_info()
+                try:
+                    msg = await self.shell_channel.get_msg(timeout=1)
+                except Empty:
+                    pass
+                else:
+                    if msg["msg_type"] == "kernel_info_reply":
+                        try:  # IOPub connected? (else start over, as jupyter_client does)
+                            await self.iopub_channel.get_msg(timeout=0.2)
+                        except Empty:
+                            pass
+                        else:
+                            self._handle_kernel_info_reply(msg)
+                            return
+                if not await self._async_is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.time() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+        # AsyncKernelClient binds wait_for_ready to KernelClient's coroutine itself.
+        wait_for_ready = _async_wait_for_ready
+
+    return ReadyClient
+
+
 def manager_class() -> type:
     """A kernel manager (IPC where available) that remembers its clients, so they can be closed."""
     global _MANAGER
     if _MANAGER is None:
+        from traitlets import Type
+
         from cml_nb import kernels
 
         base = kernels.kernel_manager_class()
@@ -46,6 +93,8 @@ def manager_class() -> type:
             base = AsyncKernelManager
 
         class Manager(base):  # type: ignore[misc,valid-type]
+            client_factory = Type(_client_class(), klass="jupyter_client.client.KernelClient")
+
             def client(self, **kwargs: Any) -> Any:
                 # nbclient leaves the channels of a kernel it does not own open.
                 made = super().client(**kwargs)

@@ -1,0 +1,120 @@
+"""Kernels started ahead (sweep workers' spares, ``cml-nb run``'s early start) stay fresh.
+
+Each run gets its own kernel process: nothing a run defined or imported is there in the
+next run, even when the next run's kernel was started while the previous one ran on the
+same worker; IPython history stays in memory, so no run reads another's code (kernels
+started with jupyter_client's defaults share ~/.ipython's history database, parameter
+values included); and a run leaves no kernel process or IPC folder behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from click.testing import CliRunner
+from nbformat.v4 import new_code_cell, new_notebook
+
+from cml_nb.cli import main
+
+pytestmark = pytest.mark.timeout(240)
+
+PROBE = """\
+import os, sys
+import cml_nb
+cml_nb.log_metric("pid", os.getpid())
+cml_nb.log_metric("variable_seen", int("left_by_a_run" in globals()))
+cml_nb.log_metric("module_seen", int("fresh_probe_module" in sys.modules))
+cml_nb.log_metric("history_in_memory", int(get_ipython().history_manager.hist_file == ":memory:"))
+# Injected-parameter cells of any other session (IPython's history database is shared
+# between kernels unless it is kept in memory); the pattern is split so that this
+# cell's own source does not match it.
+hits = [h for *_, h in get_ipython().history_manager.search("*# " + "Param" + "eters*")]
+cml_nb.log_metric("foreign_history", sum(f"x = {x}" not in h for h in hits))
+left_by_a_run = x
+import fresh_probe_module
+"""
+
+
+def write_probe(folder: Path) -> Path:
+    (folder / "fresh_probe_module.py").write_text("VALUE = 1\n")
+    nb = new_notebook(
+        cells=[new_code_cell("x = 0", metadata={"tags": ["parameters"]}), new_code_cell(PROBE)]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = folder / "probe.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_one_worker_runs_each_configuration_in_a_fresh_kernel(tmp_path: Path) -> None:
+    notebook = write_probe(tmp_path)
+    # -j 1: every run happens on the same worker, whose spare kernel for the next run
+    # boots while the current run executes.
+    done = CliRunner().invoke(
+        main,
+        ["sweep", str(notebook), "-g", "x=1,2,3,4", "-j", "1", "-o", str(tmp_path / "out"),
+         "--cache-dir", str(tmp_path / "cache")],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    runs = json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"]
+    metrics = [run["metrics"] for run in runs]
+    assert len(metrics) == 4
+    assert [m["variable_seen"] for m in metrics] == [0, 0, 0, 0]
+    assert [m["module_seen"] for m in metrics] == [0, 0, 0, 0]
+    assert [m["history_in_memory"] for m in metrics] == [1, 1, 1, 1]
+    assert [m["foreign_history"] for m in metrics] == [0, 0, 0, 0]  # no run reads another's code
+    assert len({m["pid"] for m in metrics}) == 4  # four kernel processes
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_run_leaves_no_kernel_or_ipc_folder_behind(tmp_path: Path) -> None:
+    notebook = write_probe(tmp_path)
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    for x in (1, 2):
+        done = subprocess.run(
+            [sys.executable, "-m", "cml_nb", "run", str(notebook), "-o", f"out{x}/probe.ipynb",
+             "-p", "x", str(x), "--no-report", "--no-log-output"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        record = json.loads((tmp_path / f"out{x}" / "run.json").read_text())
+        assert record["metrics"]["variable_seen"] == 0
+        assert record["metrics"]["module_seen"] == 0
+        assert record["metrics"]["history_in_memory"] == 1
+        assert record["metrics"]["foreign_history"] == 0
+        assert not _alive(int(record["metrics"]["pid"]))
+    assert list(private_tmp.glob("cml-nb-kernel-*")) == []
+
+
+def test_a_run_refused_for_its_parameters_starts_no_kernel(tmp_path: Path) -> None:
+    notebook = write_probe(tmp_path)
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "cml_nb", "run", str(notebook), "-p", "nope", "1", "--no-report"],
+        cwd=tmp_path, env={**os.environ, "TMPDIR": str(private_tmp)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(private_tmp.glob("cml-nb-kernel-*")) == []
