@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
+import os
+import signal
+import subprocess
+import tempfile
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -94,6 +100,32 @@ def manager_class() -> type:
 
         class Manager(base):  # type: ignore[misc,valid-type]
             client_factory = Type(_client_class(), klass="jupyter_client.client.KernelClient")
+            #: Set per manager: fork a plain ipykernel from these templates, not launch it.
+            templates: KernelTemplates | None = None
+
+            async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+                python = interpreter(kernel_cmd)
+                template = None
+                if self.templates is not None and python is not None:
+                    template = self.templates.get(python)
+                if template is None:
+                    await super()._async_launch_kernel(kernel_cmd, **kw)
+                    return
+                # LocalProvisioner.launch_kernel, with the template's fork for Popen.
+                provisioner = self.provisioner
+                env = dict(kw.get("env") or os.environ)
+                env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's launch_kernel
+                try:
+                    pid = template.fork(kernel_cmd, env, str(kw.get("cwd") or os.getcwd()))
+                except (OSError, ValueError) as exc:  # the template died: launch as usual
+                    log.debug("kernel template failed, launching the kernel: %s", exc)
+                    self.templates.discard(python)  # type: ignore[union-attr,arg-type]
+                    await super()._async_launch_kernel(kernel_cmd, **kw)
+                    return
+                provisioner.process = _ForkedProcess(pid)
+                provisioner.pid = provisioner.pgid = pid  # the child calls setsid()
+                provisioner.cwd = kw.get("cwd", os.getcwd())
+                self._reconcile_connection_info(provisioner.connection_info)
 
             def client(self, **kwargs: Any) -> Any:
                 # nbclient leaves the channels of a kernel it does not own open.
@@ -110,7 +142,7 @@ def manager_class() -> type:
     return _MANAGER
 
 
-def start(kernel: str, cwd: str) -> Any:
+def start(kernel: str, cwd: str, templates: KernelTemplates | None = None) -> Any:
     """Launch kernel ``kernel`` in ``cwd`` and return its manager without waiting for it.
 
     Raises whatever jupyter_client raises for a kernel that cannot be launched; callers
@@ -119,6 +151,7 @@ def start(kernel: str, cwd: str) -> Any:
     from jupyter_core.utils import run_sync
 
     km = manager_class()(kernel_name=kernel)
+    km.templates = templates
     extra = [HISTORY_IN_MEMORY] if getattr(km, "ipykernel", False) else []
     run_sync(km.start_kernel)(cwd=cwd, extra_arguments=extra)
     return km
@@ -187,3 +220,127 @@ def shutdown(km: Any) -> None:
     """Shut a kernel down gracefully, as nbclient does for the kernels it owns."""
     request_shutdown(km)
     finish(km)
+
+
+class _ForkedProcess:
+    """What jupyter_client's LocalProvisioner needs of a ``Popen``, for a forked kernel.
+
+    The kernel is the template's child, not ours: its exit is reaped by the OS (the
+    template ignores SIGCHLD), so "gone" is all ``poll`` can tell (returncode 0).
+    """
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                self.returncode = 0
+            except PermissionError:  # a reused pid of another user: ours is gone
+                self.returncode = 0
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.05)
+        return self.returncode or 0
+
+    def send_signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+class KernelTemplate:
+    """A ``_kernel_template.py`` process for one Python: forks fresh kernels on request.
+
+    Used for ``python -m ipykernel_launcher`` kernel specs only, on platforms with
+    ``fork``; ``start(..., template=)`` falls back to a plain launch for anything else.
+    """
+
+    def __init__(self, python: list[str]) -> None:
+        self.python = python
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernel_template.py")
+        self.process = subprocess.Popen(
+            [*python, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=tempfile.gettempdir(),
+        )  # fmt: skip
+
+    def fork(self, argv: list[str], env: dict[str, str], cwd: str) -> int:
+        """A new kernel process running ``argv`` (a launcher command line); its pid."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"argv": argv, "env": env, "cwd": cwd}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line.strip():
+            raise OSError("the kernel template exited")
+        return int(line)
+
+    def close(self) -> None:
+        """Stop the template (it terminates the kernels it forked that still run)."""
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class KernelTemplates:
+    """One ``KernelTemplate`` per interpreter, started on first use (a sweep worker's)."""
+
+    def __init__(self) -> None:
+        self._by_python: dict[tuple[str, ...], KernelTemplate] = {}
+
+    def get(self, python: list[str]) -> KernelTemplate | None:
+        """The template for ``python`` (None when it cannot be started: launch instead)."""
+        key = tuple(python)
+        if key not in self._by_python:
+            try:
+                self._by_python[key] = KernelTemplate(python)
+            except OSError as exc:
+                log.debug("cannot start a kernel template: %s", exc)
+                return None
+        return self._by_python[key]
+
+    def discard(self, python: list[str]) -> None:
+        """Forget (and stop) a template that failed."""
+        found = self._by_python.pop(tuple(python), None)
+        if found is not None:
+            found.close()
+
+    def close(self) -> None:
+        """Stop every template."""
+        while self._by_python:
+            self._by_python.popitem()[1].close()
+
+
+def interpreter(argv: list[str]) -> list[str] | None:
+    """The interpreter part of a plain ``python [-X...] -m ipykernel_launcher`` command line.
+
+    None for any other kernel command (or where there is no ``fork``): those launch as usual.
+    """
+    if not hasattr(os, "fork") or "-m" not in argv or not os.path.isabs(argv[0]):
+        return None
+    at = argv.index("-m")
+    options = argv[1:at]
+    if argv[at + 1 : at + 2] != ["ipykernel_launcher"] or any(o[:2] != "-X" for o in options):
+        return None
+    return argv[:at]

@@ -25,8 +25,9 @@ from cml_nb.cli import main
 pytestmark = pytest.mark.timeout(240)
 
 PROBE = """\
-import os, sys
+import os, random, sys
 import cml_nb
+cml_nb.log_metric("random", random.random())
 cml_nb.log_metric("pid", os.getpid())
 cml_nb.log_metric("variable_seen", int("left_by_a_run" in globals()))
 cml_nb.log_metric("module_seen", int("fresh_probe_module" in sys.modules))
@@ -75,6 +76,7 @@ def test_one_worker_runs_each_configuration_in_a_fresh_kernel(tmp_path: Path) ->
     assert [m["history_in_memory"] for m in metrics] == [1, 1, 1, 1]
     assert [m["foreign_history"] for m in metrics] == [0, 0, 0, 0]  # no run reads another's code
     assert len({m["pid"] for m in metrics}) == 4  # four kernel processes
+    assert len({m["random"] for m in metrics}) == 4  # forked kernels reseed, as new ones do
 
 
 def _alive(pid: int) -> bool:
@@ -118,3 +120,57 @@ def test_a_run_refused_for_its_parameters_starts_no_kernel(tmp_path: Path) -> No
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert list(private_tmp.glob("cml-nb-kernel-*")) == []
+
+
+STATE = """\
+import json, os, random, sys
+print(json.dumps({"modules": sorted(sys.modules), "path": sys.path, "argv0": sys.argv[0],
+                  "cwd": os.getcwd(), "parent": os.environ.get("JPY_PARENT_PID"),
+                  "leader": os.getpgid(0) == os.getpid(), "random": random.random()}))
+"""
+
+
+def _kernel_state(km: object) -> dict[str, object]:
+    from jupyter_core.utils import run_sync
+
+    kc = km.client()  # type: ignore[attr-defined]
+    kc.start_channels()
+    run_sync(kc.wait_for_ready)(timeout=60)
+    msg_id, text = kc.execute(STATE), ""
+    while True:
+        msg = run_sync(kc.get_iopub_msg)(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            text += msg["content"]["text"]
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return json.loads(text)  # type: ignore[no-any-return]
+
+
+def test_a_kernel_forked_from_the_template_starts_as_a_launched_one(tmp_path: Path) -> None:
+    from cml_nb import kernel_pool
+
+    templates = kernel_pool.KernelTemplates()
+    kms = []
+    try:
+        launched = kernel_pool.start("python3", str(tmp_path))
+        kms.append(launched)
+        forked = [kernel_pool.start("python3", str(tmp_path), templates) for _ in range(2)]
+        kms.extend(forked)
+        assert templates._by_python, "the python3 kernel spec is not forked"
+        plain = _kernel_state(launched)
+        states = [_kernel_state(km) for km in forked]
+        for state in states:
+            assert state["modules"] == plain["modules"]  # nothing imported ahead, nothing left
+            assert state["path"] == plain["path"]  # no cml_nb folder on the path
+            assert state["argv0"] == plain["argv0"]
+            assert state["cwd"] == plain["cwd"] == str(tmp_path)
+            assert state["parent"] == plain["parent"] == str(os.getpid())
+            assert state["leader"] is plain["leader"] is True  # own session: interrupts
+        assert len({s["random"] for s in [plain, *states]}) == 3
+        pids = [km.provisioner.pid for km in forked]
+    finally:
+        for km in kms:
+            kernel_pool.shutdown(km)
+        templates.close()
+    assert not any(_alive(pid) for pid in pids)

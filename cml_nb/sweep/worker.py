@@ -70,9 +70,14 @@ class TaskResult:
 class KernelPool:
     """Kernels started ahead of use, one kernel per run (never reused between runs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fork: bool = True) -> None:
+        from cml_nb import kernel_pool
+
         self._spares: dict[tuple[str, str], Any] = {}
         self._retired: list[Any] = []
+        # fork: plain ipykernel kernels are forked from a template process that imported
+        # ipykernel once (kernel_pool.KernelTemplate), each a new process as before.
+        self._templates = kernel_pool.KernelTemplates() if fork else None
 
     def _start(self, kernel: str, cwd: str) -> Any:
         from cml_nb import kernel_pool
@@ -80,7 +85,7 @@ class KernelPool:
         # Only launches the process; nbclient waits for it to be ready when the run starts.
         # As nbclient's own kernels: IPC, and IPython history in memory (no run reads
         # another's code through %history).
-        return kernel_pool.start(kernel, cwd)
+        return kernel_pool.start(kernel, cwd, self._templates)
 
     def prefetch(self, kernel: str, cwd: str) -> None:
         """Start a kernel for a later ``take`` with the same kernel name and folder."""
@@ -141,6 +146,8 @@ class KernelPool:
                 log.debug("spare kernel shutdown failed: %s", exc)
         self._spares.clear()
         self._reap(wait=True)
+        if self._templates is not None:
+            self._templates.close()
 
 
 _POOL: KernelPool | None = None
@@ -234,7 +241,7 @@ def execute_task(task: RunTask, use_pool: bool = True) -> TaskResult:
         own = None
         if task.pruning is not None and km is None:
             # The pruner interrupts the kernel, so this run needs a handle on it.
-            own = KernelPool()
+            own = KernelPool(fork=False)  # one kernel: a template would not pay off
             km = own._start(task.kernel, cwd)
         watch = _prune_watch(task, km)
         try:
