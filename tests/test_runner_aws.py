@@ -114,6 +114,23 @@ def test_launch_tags_in_the_same_call_and_stop_terminates(aws: Aws, github: GitH
     assert aws.live() == []
 
 
+def test_user_data_deadline_is_the_expiry_tag(aws: Aws, github: GitHubRunners) -> None:
+    result = lifecycle.launch(
+        request(aws, name="gpu-deadline", max_lifetime_s=7200), cloud(aws), github
+    )
+    (live,) = aws.live()
+    tags = {t["Key"]: t["Value"] for t in live["Tags"]}
+    expires = datetime.fromisoformat(tags[TAG_EXPIRES].replace("Z", "+00:00"))
+    user_data = aws.ec2.describe_instance_attribute(
+        InstanceId=result.instance.id, Attribute="userData"
+    )["UserData"]["Value"]
+    script = base64.b64decode(user_data).decode()
+    # The instance powers off at EXPIRES_AT; cleanup terminates at the tag: the same second.
+    assert f"EXPIRES_AT={int(expires.timestamp())}\n" in script
+    lifecycle.stop(cloud(aws), resolver(github), "gpu-deadline")
+    assert aws.live() == []
+
+
 def test_unknown_instance_type_fails_before_anything_is_created(
     aws: Aws, github: GitHubRunners, forge_emulator: Any
 ) -> None:

@@ -187,6 +187,10 @@ def launch(
     cloud.check_image(ami, info)
     registration: Registration | None = None
     instance: Instance | None = None
+    # One clock reading for the tag and the script, so the on-instance deadline and the
+    # cml-nb:expires tag that cleanup reads name the same second.
+    launched_at = _utcnow().replace(microsecond=0)
+    tags = runner_tags(name, forge, request, launched_at)
     try:
         registration = forge.register(name, list(request.labels), single=request.single)
         cloud.scrubber.add(registration.secret)
@@ -209,13 +213,14 @@ def launch(
             user_script=request.startup_script,
             # The metadata service jobs must not reach is the cloud's own (AWS's for plugins).
             metadata_addresses=METADATA_ADDRESSES.get(cloud.name, METADATA_ADDRESSES["aws"]),
+            expires_at=int((launched_at + timedelta(seconds=request.max_lifetime_s)).timestamp()),
         )
         spec = LaunchSpec(
             name=name,
             instance_type=request.instance_type,
             ami=ami,
             user_data=render(settings),
-            tags=runner_tags(name, forge, request, _utcnow()),
+            tags=tags,
             disk_gb=request.disk_gb,
             subnet=request.subnet,
             security_groups=request.security_groups,
