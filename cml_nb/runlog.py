@@ -6,6 +6,9 @@ stream, ``-vv``'s root handler, a caller's own) sees masked text only:
 
 - cell output (``--log-output``) is held until a line is complete: a kernel may
   flush a token in two writes, and neither half matches a token pattern alone;
+  a line ends at ``\n`` only, and is logged as a terminal shows it
+  (:mod:`cml_nb.terminal`), so a bar redrawn with ``\r`` logs its last frame,
+  not one line per frame;
 - nbclient's debug records of each cell's source and each raw message
   (``-vv``) are logged without their content: the injected parameters cell and
   outputs may hold secrets, and a raw chunk may be half a token;
@@ -16,18 +19,17 @@ stream, ``-vv``'s root handler, a caller's own) sees masked text only:
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from cml_nb.secrets import Scrubber
+from cml_nb.terminal import render_terminal
 
 PAPERMILL_LOGGER = "papermill"
 _NOISE = ("Input Notebook", "Output Notebook", "Working directory")
 _STREAM_FUNC = "log_output_message"  # papermill.clientwrap's per-output logging
-_LINE_END = re.compile(r"[\r\n]")
 #: A line longer than this is logged in pieces (a kernel printing without newlines).
 MAX_PENDING = 1 << 20
 
@@ -59,21 +61,27 @@ class RunLogFilter(logging.Filter):
 
     def _complete_lines(self, level: int, text: str) -> str | None:
         buffered = self._pending.pop(level, "") + text
-        ends = [m.end() for m in _LINE_END.finditer(buffered)]
-        cut = ends[-1] if ends else (len(buffered) if len(buffered) > MAX_PENDING else 0)
+        # Only \n completes a line: a \r redraws it, and the frames are not what a person saw.
+        cut = buffered.rfind("\n") + 1 or (len(buffered) if len(buffered) > MAX_PENDING else 0)
         done, rest = buffered[:cut], buffered[cut:]
         if rest:
             self._pending[level] = rest
-        shown = done.rstrip("\r\n")
+        shown = self._render(done).rstrip("\n")
         if not done or (not shown.strip() and "\n" not in done):
-            return None  # nothing complete yet, or only a carriage return
+            return None  # nothing complete yet, or only cursor movement
         return shown
+
+    def _render(self, text: str) -> str:
+        # Masked before the model too: a cursor move overwriting a token's tail
+        # would leave its head on screen, unmatched by the token's pattern.
+        return render_terminal(self.scrubber.scrub(text))
 
     def flush(self, logger: logging.Logger) -> None:
         """Log what is still held (output that never ended its line)."""
         for level, text in sorted(self._pending.items()):
-            if text.strip():
-                logger.log(level, "%s", self.scrubber.scrub(text), extra={"cml_nb_done": True})
+            shown = self._render(text)
+            if shown.strip():
+                logger.log(level, "%s", self.scrubber.scrub(shown), extra={"cml_nb_done": True})
         self._pending.clear()
 
 

@@ -19,7 +19,7 @@ from cmarkgfm.cmark import Options
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from cml_nb.report import build_report, to_html, to_markdown
-from cml_nb.report.terminal import render_terminal
+from cml_nb.terminal import render_terminal
 
 
 def gfm(markdown: str) -> str:

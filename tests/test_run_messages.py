@@ -141,3 +141,22 @@ def test_log_output_shows_results_whole_and_streams_by_line(tmp_path: Path) -> N
     lines = done.stderr.splitlines()
     assert "42" in lines  # a result's text is its own line, not held for the next output
     assert "half line" in lines  # a line written in two pieces is logged as one
+
+
+def test_log_output_shows_a_redrawn_bar_as_its_last_frame(tmp_path: Path) -> None:
+    loop = (
+        "import sys, time\nfrom tqdm import tqdm\n"
+        "for _ in tqdm(range(20), file=sys.stdout, mininterval=0, ascii=True, desc='train'):\n"
+        "    time.sleep(0.01)\n"
+        "print('after')"
+    )
+    source = write(v4.new_notebook(cells=[v4.new_code_cell(loop)]), tmp_path / "n.ipynb")
+    done = run_cli("run", str(source), "-o", "out/n.ipynb", "--no-report", "--log-output",
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    bars = [line for line in done.stderr.splitlines() if line.startswith("train:")]
+    # One line, the bar's final state, as the terminal showed it: no frame before it.
+    assert len(bars) == 1, done.stderr
+    assert bars[0].startswith("train: 100%") and "20/20" in bars[0], bars
+    assert "\r" not in done.stderr and "train:  50%" not in done.stderr
+    assert "after" in done.stderr.splitlines()
