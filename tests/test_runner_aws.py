@@ -389,6 +389,34 @@ def test_gitlab_runner_launch_and_stop(
     assert repo.runners == {} and aws.live() == []
 
 
+def test_gitlab_runner_whose_jobs_cannot_be_read_is_not_stopped(
+    aws: Aws, gitlab: GitLabRunners, forge_emulator: Any
+) -> None:
+    result = lifecycle.launch(request(aws, name="gl-busy"), cloud(aws), gitlab)
+    (runner,) = forge_emulator.state.repo("group/gpu").runners.values()
+    runner.update(online=True, status="online")
+    # A token that may list the project's runners but not read a runner's jobs (403).
+    reader = fake_token("glpat-")
+    forge_emulator.state.add_token(reader, "octo", permissions={"contents", "issues"})
+    limited = GitLabRunners("group/gpu", token=reader, url=forge_emulator.root)
+
+    views = lifecycle.list_runners(cloud(aws), resolver(limited))
+    assert [v.forge_status for v in views if v.name == "gl-busy"] == ["unknown"]
+    with pytest.raises(CloudError, match=r"may be running a job.*--force") as refused:
+        lifecycle.stop(cloud(aws), resolver(limited), "gl-busy")
+    assert "\n" not in str(refused.value) and reader not in str(refused.value)
+    assert len(aws.live()) == 1 and len(forge_emulator.state.repo("group/gpu").runners) == 1
+
+    # With a token that can read the jobs: a running job refuses, a finished one does not.
+    runner["jobs"] = [{"id": 7, "status": "running"}]
+    with pytest.raises(CloudError, match="is running a job"):
+        lifecycle.stop(cloud(aws), resolver(gitlab), "gl-busy")
+    runner["jobs"] = [{"id": 7, "status": "success"}]
+    actions = lifecycle.stop(cloud(aws), resolver(gitlab), result.name)
+    assert sorted(a.action for a in actions) == ["terminate", "unregister"]
+    assert aws.live() == []
+
+
 def test_refused_registration_creates_nothing_and_says_why(aws: Aws, forge_emulator: Any) -> None:
     token = fake_token("ghp_")
     forge_emulator.state.add_token(token, "reader", permissions={"contents"})

@@ -359,6 +359,8 @@ def _status(runners: list[ForgeRunner] | None, name: str) -> str:
     runner = next((r for r in runners if r.name == name), None)
     if runner is None:
         return "missing"
+    if runner.busy_unknown:
+        return "unknown"  # online, and the forge would not say whether a job runs
     if runner.busy:
         return "busy"
     return "online" if runner.online else "offline"
@@ -379,6 +381,12 @@ def stop(
     forge = resolve(*_key(instances[0]))
     if forge is not None:
         mine = [r for r in forge.runners() if r.name == name]
+        if any(r.busy_unknown for r in mine) and not force:
+            raise CloudError(
+                f"runner {name} may be running a job: {forge.name} would not show its jobs to "
+                "this token (use one that can read the runner's jobs), or pass --force to "
+                "stop it anyway"
+            )
         if any(r.busy for r in mine) and not force:
             raise CloudError(
                 f"runner {name} is running a job: wait for it to finish (it stops when idle), "

@@ -50,13 +50,18 @@ class Registration:
 
 @dataclass(frozen=True)
 class ForgeRunner:
-    """A self-hosted runner as the forge sees it."""
+    """A self-hosted runner as the forge sees it.
+
+    ``busy`` is True when the forge could not say whether a job runs (``busy_unknown``):
+    stopping such a runner could kill a job, so it counts as busy.
+    """
 
     id: int
     name: str
     online: bool
     busy: bool
     labels: tuple[str, ...] = ()
+    busy_unknown: bool = False
 
 
 class RunnerForge(Protocol):
@@ -280,19 +285,25 @@ class GitLabRunners:
         found = []
         for r in listed:
             online = bool(getattr(r, "online", False)) or getattr(r, "status", "") == "online"
+            busy = self._busy(int(r.id)) if online else False
             found.append(
                 ForgeRunner(
                     id=int(r.id),
                     name=str(getattr(r, "description", "") or ""),
                     online=online,
-                    busy=online and self._busy(int(r.id)),
+                    busy=busy is not False,
                     labels=tuple(getattr(r, "tag_list", []) or []),
+                    busy_unknown=busy is None,
                 )
             )
         return found
 
-    def _busy(self, runner_id: int) -> bool:
-        """Whether the runner has a running job (GitLab's runner list does not say)."""
+    def _busy(self, runner_id: int) -> bool | None:
+        """Whether the runner has a running job; None when GitLab would not say.
+
+        GitLab's runner list does not say, so this asks
+        https://docs.gitlab.com/api/runners/#list-jobs-processed-by-a-runner.
+        """
         from gitlab.exceptions import GitlabError
 
         try:
@@ -302,7 +313,7 @@ class GitLabRunners:
                 get_all=False,
             )
         except GitlabError:  # e.g. a token without access to the runner's jobs
-            return False
+            return None
         return bool(list(jobs))
 
     def remove(self, runner_id: int) -> None:

@@ -15,7 +15,8 @@ gitlab = RouteTable("gitlab")
 
 
 def _runner_json(runner: dict[str, object]) -> dict[str, object]:
-    return {k: v for k, v in runner.items() if k != "token"}
+    # "jobs" is the emulator's own record of what the runner processed (see runner_jobs).
+    return {k: v for k, v in runner.items() if k not in ("token", "jobs")}
 
 
 @github.post(R + "/actions/runners/registration-token",
@@ -89,4 +90,18 @@ def delete_gitlab_runner(call: Call) -> Reply:
     for repo in call.state.repos.values():
         if repo.runners.pop(int(call.args["rid"]), None) is not None:
             return Reply(204, None)
+    return Reply(404, {"message": "404 Runner Not Found"})
+
+
+# https://docs.gitlab.com/api/runners/#list-jobs-processed-by-a-runner: optional `status`
+# filter; a token without access to the runner gets 403 (here: no "administration").
+# A test puts job dicts ({"id", "status", ...}) in the runner's "jobs" list.
+@gitlab.get("/runners/<int:rid>/jobs", perm="administration")
+def runner_jobs(call: Call) -> Reply:
+    for repo in call.state.repos.values():
+        runner = repo.runners.get(int(call.args["rid"]))
+        if runner is not None:
+            status = call.param("status")
+            jobs = [j for j in runner.get("jobs", []) if status is None or j["status"] == status]
+            return Reply(200, jobs)
     return Reply(404, {"message": "404 Runner Not Found"})
