@@ -249,7 +249,7 @@ def _write_notebook(nb: Any, path: Path, source: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, nbformat.writes(nb))  # type: ignore[no-untyped-call]
     except OSError as exc:
-        stale = path.exists() and path.resolve() != source.resolve()
+        stale = path.is_file() and path.resolve() != source.resolve()
         if stale:  # an earlier run's output would pass for this one's
             path.unlink()
         raise OutputWriteError(
@@ -334,102 +334,103 @@ def run(
     own_km = None
     if km is None:  # the kernel boots (a second process) while papermill and nbclient import
         km = own_km = kernel_pool.start_ahead(kernel_name, str(cwd or source.parent.resolve()))
-
-    papermill = _imports.import_papermill()
-    from jupyter_client.kernelspec import NoSuchKernel
-    from nbclient.exceptions import CellTimeoutError as NbCellTimeout
-    from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
-
-    _register_engine()
-    session = _Session(
-        hooks=list(hooks or []),
-        mask=lambda live: masking.masked_copy(live, injected, scrubber),
-    )
-    manager_class = kernels.kernel_manager_class() if km is None else None
-    status, message = SUCCEEDED, ""
     try:
-        with runlog.guarded(scrubber, stream=log_output):
-            papermill.execute_notebook(
-                nb,
-                None,
-                parameters=injected,
-                engine_name=ENGINE_NAME,
-                kernel_name=kernel_name,
-                language=language,
-                cwd=str(cwd or source.parent.resolve()),
-                progress_bar=progress_bar,
-                log_output=log_output,
-                start_timeout=start_timeout,
-                execution_timeout=timeout,
-                allow_errors=keep_going,
-                cml_nb_session=session,
-                km=km,
-                **({"kernel_manager_class": manager_class} if manager_class else {}),
-            )
-    except NoSuchKernel as exc:  # a spec removed between the check and the start
-        raise KernelNotFoundError(kernels.missing_kernel_message(exc.name, language)) from None
-    except PapermillExecutionError:
-        status = FAILED
-    except NbCellTimeout:
-        status, message = TIMEOUT, f"a cell ran longer than the {timeout:g} s timeout"
-    except DeadKernelError:
-        status, message = KERNEL_DIED, "the kernel died while a cell ran"
-    except RecursionError:  # nbformat cannot hold an output the kernel sent (JSON ~900 deep)
-        status = FAILED
-        session.failure = ("RecursionError", "it displayed an output nested too deeply", [])
-    except RuntimeError as exc:
-        if "Kernel died" not in str(exc):
-            raise
-        status, message = KERNEL_DIED, "the kernel died before it started"
-    except KeyboardInterrupt:
-        status, message = INTERRUPTED, "interrupted"
-    finally:  # it exits while the notebook and record are written
+        papermill = _imports.import_papermill()
+        from jupyter_client.kernelspec import NoSuchKernel
+        from nbclient.exceptions import CellTimeoutError as NbCellTimeout
+        from nbclient.exceptions import DeadKernelError
+        from papermill.exceptions import PapermillExecutionError
+
+        _register_engine()
+        session = _Session(
+            hooks=list(hooks or []),
+            mask=lambda live: masking.masked_copy(live, injected, scrubber),
+        )
+        manager_class = kernels.kernel_manager_class() if km is None else None
+        status, message = SUCCEEDED, ""
+        try:
+            with runlog.guarded(scrubber, stream=log_output):
+                papermill.execute_notebook(
+                    nb,
+                    None,
+                    parameters=injected,
+                    engine_name=ENGINE_NAME,
+                    kernel_name=kernel_name,
+                    language=language,
+                    cwd=str(cwd or source.parent.resolve()),
+                    progress_bar=progress_bar,
+                    log_output=log_output,
+                    start_timeout=start_timeout,
+                    execution_timeout=timeout,
+                    allow_errors=keep_going,
+                    cml_nb_session=session,
+                    km=km,
+                    **({"kernel_manager_class": manager_class} if manager_class else {}),
+                )
+        except NoSuchKernel as exc:  # a spec removed between the check and the start
+            raise KernelNotFoundError(kernels.missing_kernel_message(exc.name, language)) from None
+        except PapermillExecutionError:
+            status = FAILED
+        except NbCellTimeout:
+            status, message = TIMEOUT, f"a cell ran longer than the {timeout:g} s timeout"
+        except DeadKernelError:
+            status, message = KERNEL_DIED, "the kernel died while a cell ran"
+        except RecursionError:  # nbformat cannot hold an output the kernel sent (JSON ~900 deep)
+            status = FAILED
+            session.failure = ("RecursionError", "it displayed an output nested too deeply", [])
+        except RuntimeError as exc:
+            if "Kernel died" not in str(exc):
+                raise
+            status, message = KERNEL_DIED, "the kernel died before it started"
+        except KeyboardInterrupt:
+            status, message = INTERRUPTED, "interrupted"
+        finally:  # it exits while the notebook and record are written
+            if own_km is not None:
+                kernel_pool.request_shutdown(own_km)
+
+        executed = session.nb if session.nb is not None else nb
+        masking.mask_notebook(executed, injected, scrubber)  # before anything reads its errors
+        error = _failing_cell(executed, session, status, message) if status != SUCCEEDED else None
+        if error is not None:
+            error = CellError(**scrubber.scrub_data(asdict(error)))
+            message = _summary(executed, error, status, message)
+
+        _write_notebook(executed, out_path, source)
+        logged = read_metrics(executed)
+        context = loggers_mod.RunContext(
+            Path(cwd or source.parent).resolve(), started_epoch,
+            [Path(d) for d in tensorboard_dirs], mlflow_experiment,
+        )  # fmt: skip
+        from_loggers = loggers_mod.collect(chosen_loggers, context)
+        metrics, sources = from_loggers.merged(logged["metrics"])
+        record = RunRecord(
+            notebook=str(source),
+            output=str(out_path),
+            status=status,
+            parameters=mask_parameters(injected),
+            metrics=mask_parameters(metrics),
+            history=logged["history"],
+            logged_params=mask_parameters(logged["params"]),
+            error=error,
+            message=scrubber.scrub(message),
+            cells=_cell_timings(executed),
+            duration=round(time.perf_counter() - clock, 3),
+            started_at=started,
+            finished_at=_now(),
+            kernel=kernel or executed.metadata.get("kernelspec", {}).get("name", ""),
+            environment=environment_future.result(),
+            series=from_loggers.series_json(),
+            metric_sources=sources,
+            loggers=from_loggers.summary(),
+        )
+        probe.shutdown()
+        record.write(out_path.parent, scrubber)
+        if raise_on_failure and not record.succeeded:
+            raise failure_error(record)
+        return record
+    finally:  # every way out, an exception too: a library caller outlives its runs
         if own_km is not None:
-            kernel_pool.request_shutdown(own_km)
-
-    executed = session.nb if session.nb is not None else nb
-    masking.mask_notebook(executed, injected, scrubber)  # before anything reads its errors
-    error = _failing_cell(executed, session, status, message) if status != SUCCEEDED else None
-    if error is not None:
-        error = CellError(**scrubber.scrub_data(asdict(error)))
-        message = _summary(executed, error, status, message)
-
-    _write_notebook(executed, out_path, source)
-    logged = read_metrics(executed)
-    context = loggers_mod.RunContext(
-        Path(cwd or source.parent).resolve(), started_epoch,
-        [Path(d) for d in tensorboard_dirs], mlflow_experiment,
-    )  # fmt: skip
-    from_loggers = loggers_mod.collect(chosen_loggers, context)
-    metrics, sources = from_loggers.merged(logged["metrics"])
-    record = RunRecord(
-        notebook=str(source),
-        output=str(out_path),
-        status=status,
-        parameters=mask_parameters(injected),
-        metrics=mask_parameters(metrics),
-        history=logged["history"],
-        logged_params=mask_parameters(logged["params"]),
-        error=error,
-        message=scrubber.scrub(message),
-        cells=_cell_timings(executed),
-        duration=round(time.perf_counter() - clock, 3),
-        started_at=started,
-        finished_at=_now(),
-        kernel=kernel or executed.metadata.get("kernelspec", {}).get("name", ""),
-        environment=environment_future.result(),
-        series=from_loggers.series_json(),
-        metric_sources=sources,
-        loggers=from_loggers.summary(),
-    )
-    probe.shutdown()
-    record.write(out_path.parent, scrubber)
-    if own_km is not None:
-        kernel_pool.finish(own_km)
-    if raise_on_failure and not record.succeeded:
-        raise failure_error(record)
-    return record
+            kernel_pool.release(own_km)
 
 
 def _failing_cell(executed: Any, session: _Session, status: str, message: str) -> CellError | None:

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import weakref
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ _MANAGER: type | None = None
 #: Kernels ``start_ahead`` launched that nobody has finished yet: shut down at exit,
 #: as nbclient's own atexit hook does for its kernels, if a run raised in between.
 _UNFINISHED: list[Any] = []
+#: Kernels already asked to exit, so ``release`` does not interrupt one that is exiting.
+_ASKED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _client_class() -> type:
@@ -195,6 +198,7 @@ def request_shutdown(km: Any) -> None:
     from jupyter_core.utils import run_sync
 
     close_clients(km)
+    _ASKED.add(km)
     with contextlib.suppress(Exception):  # already dead: finish() cleans up
         km.stop_restarter()
         run_sync(km.interrupt_kernel)()
@@ -207,6 +211,7 @@ def finish(km: Any, waittime: float = 5) -> None:
 
     with contextlib.suppress(ValueError):
         _UNFINISHED.remove(km)
+    _ASKED.discard(km)
 
     try:
         run_sync(km.finish_shutdown)(waittime=waittime)
@@ -214,6 +219,18 @@ def finish(km: Any, waittime: float = 5) -> None:
         log.debug("kernel shutdown failed: %s", exc)
     with contextlib.suppress(Exception):
         run_sync(km.cleanup_resources)()
+
+
+def release(km: Any) -> None:
+    """Shut ``km`` down on any path out of a run: ask it to exit unless asked, then ``finish``.
+
+    A run that raised between ``start_ahead`` and its own ``finish`` would otherwise leave
+    the kernel (or, once it exited, an unreaped process and its IPC folder) until the
+    process exits, which a long-lived caller such as the Jupyter server extension never does.
+    """
+    if km not in _ASKED:
+        request_shutdown(km)
+    finish(km)
 
 
 def shutdown(km: Any) -> None:

@@ -174,3 +174,33 @@ def test_a_kernel_forked_from_the_template_starts_as_a_launched_one(tmp_path: Pa
             kernel_pool.shutdown(km)
         templates.close()
     assert not any(_alive(pid) for pid in pids)
+
+
+def test_a_library_run_that_fails_after_the_early_start_leaves_no_kernel_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from cml_nb.errors import OutputWriteError
+    from cml_nb.execute import run
+
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))  # where the IPC folder goes
+    nb = new_notebook(cells=[new_code_cell("import os\nopen('pid', 'w').write(str(os.getpid()))")])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    notebook = tmp_path / "n.ipynb"
+    nbformat.write(nb, notebook)
+    output = tmp_path / "out" / "n.ipynb"
+    output.mkdir(parents=True)  # a folder where the executed notebook should go
+    # The kernel runs the notebook, then writing its output fails: a long-lived caller (the
+    # Jupyter server extension) goes on, so nothing may wait for process exit to clean up.
+    with pytest.raises(OutputWriteError):
+        run(notebook, output)
+    pid = int((tmp_path / "pid").read_text())
+    assert not _alive(pid)  # not running, and reaped (a zombie still answers kill(pid, 0))
+    assert list(private_tmp.glob("cml-nb-kernel-*")) == []
