@@ -160,3 +160,20 @@ def test_log_output_shows_a_redrawn_bar_as_its_last_frame(tmp_path: Path) -> Non
     assert bars[0].startswith("train: 100%") and "20/20" in bars[0], bars
     assert "\r" not in done.stderr and "train:  50%" not in done.stderr
     assert "after" in done.stderr.splitlines()
+
+
+def test_log_output_masks_a_secret_before_cursor_codes_overwrite_its_tail(tmp_path: Path) -> None:
+    import secrets
+
+    password = "pw-" + secrets.token_hex(12)
+    cells = [
+        parameters_cell("db_password = ''"),
+        # The tail redrawn over: the terminal shows the password's head, which no mask matches.
+        v4.new_code_cell("print(db_password + '\\x1b[4D----')"),
+    ]
+    source = write(v4.new_notebook(cells=cells), tmp_path / "n.ipynb")
+    done = run_cli("run", str(source), "-o", "out/n.ipynb", "--no-report", "--log-output",
+                   "-p", "db_password", password, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert password[:10] not in done.stderr, done.stderr
+    assert "----" in done.stderr.splitlines()  # the mask is drawn over as the password was
