@@ -237,5 +237,7 @@ def test_requests_one_publish_costs(forge_emulator, tmp_path):
         _publish(s, scenarios.bundle(tmp_path / name, images=1, seed=seed, text=name))
         costs.append(len(forge_emulator.exchanges) - before)
     # Was 12, 7 and 13: GET /user (always 403 for GITHUB_TOKEN), GET of the repository for
-    # image links and a second read of the assets ref are no longer sent.
-    assert costs == [10, 6, 11]
+    # image links and a second read of the assets ref are no longer sent. The third is
+    # 11 + 1: before committing to the existing assets branch, GET .../branches/{branch}
+    # checks that it is not protected.
+    assert costs == [10, 6, 12]

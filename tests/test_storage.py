@@ -309,3 +309,25 @@ def test_github_branch_refuses_the_default_branch(forge_emulator, tmp_path, monk
         get_storage("github-branch:main", forge).store(_assets(1), known={})
     assert "github-branch:cml-nb-assets" in str(caught.value)
     assert s.repo.git.refs["heads/main"] == before
+
+
+def test_github_branch_refuses_a_protected_branch(forge_emulator, tmp_path, monkeypatch):
+    monkeypatch.setenv("CML_NB_GITHUB_WRITE_INTERVAL", "0")
+    from cml_nb.forge import get_forge
+
+    s = scenarios.github(forge_emulator, tmp_path)
+    before = s.repo.git.refs["heads/main"]
+    s.repo.git.refs["heads/release"] = before
+    s.repo.protected_branches.add("release")
+    forge = get_forge("github", "octo/demo", token=s.token, api_url=forge_emulator.github_api)
+    with pytest.raises(
+        StorageError, match="'release', the repository's protected branch"
+    ) as caught:
+        get_storage("github-branch:release", forge).store(_assets(1), known={})
+    assert "\n" not in str(caught.value) and "github-branch:cml-nb-assets" in str(caught.value)
+    assert s.repo.git.refs["heads/release"] == before
+    assert forge_emulator.spec_errors == []
+    # The same branch without its rule takes the images.
+    s.repo.protected_branches.discard("release")
+    stored = get_storage("github-branch:release", forge).store(_assets(1), known={})
+    assert len(stored.uploaded) == 1 and s.repo.git.refs["heads/release"] != before

@@ -186,6 +186,25 @@ class GitHubForge:
         """The repository's default branch."""
         return self._call("reading the repository", "read", lambda: self._repo.default_branch)
 
+    def branch_protected(self, branch: str) -> bool:
+        """Whether a protection rule applies to ``branch``; False when it does not exist yet.
+
+        Reads ``protected`` from GET /repos/{owner}/{repo}/branches/{branch}
+        (https://docs.github.com/en/rest/branches/branches#get-a-branch), which any token
+        that can read the repository may call.
+        """
+        from github import GithubException
+
+        def fetch() -> bool:
+            try:
+                return bool(self._repo.get_branch(branch).protected)
+            except GithubException as exc:
+                if exc.status == 404:  # storage creates the branch; nothing protects it yet
+                    return False
+                raise
+
+        return self._call(f"reading branch {branch}", "read", fetch)
+
     def pull_request(self, number: int) -> Target:
         """The target for pull request ``number`` with its head commit."""
 

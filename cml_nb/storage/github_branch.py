@@ -38,15 +38,16 @@ class GitHubBranch:
         self.forge = forge
         self.branch = branch or DEFAULT_BRANCH
 
-    def _refuse_shared_branch(self) -> None:
-        default = self.forge.default_branch()
+    def _refuse(self, what: str) -> None:
+        raise StorageError(
+            f"refusing to commit report images to {self.branch!r}, the repository's {what} "
+            f"branch: use a branch of their own, e.g. --storage github-branch:{DEFAULT_BRANCH}"
+        )
+
+    def _refuse_protected_branch(self) -> None:
         protected = getattr(self.forge, "branch_protected", None)
-        if self.branch == default or (protected is not None and protected(self.branch)):
-            what = "default" if self.branch == default else "protected"
-            raise StorageError(
-                f"refusing to commit report images to {self.branch!r}, the repository's {what} "
-                f"branch: use a branch of their own, e.g. --storage github-branch:{DEFAULT_BRANCH}"
-            )
+        if protected is not None and protected(self.branch):
+            self._refuse("protected")
 
     def store(self, assets: Mapping[str, AssetData], *, known: Mapping[str, str]) -> Stored:
         """Commit the images the branch lacks (one commit), and link all of them."""
@@ -55,9 +56,15 @@ class GitHubBranch:
             return stored
         for asset in assets.values():
             require_image(asset)  # before anything is sent
-        self._refuse_shared_branch()
-        present = self.forge.list_files(self.branch) or set()
+        if self.branch == self.forge.default_branch():
+            self._refuse("default")
+        listed = self.forge.list_files(self.branch)
+        present = listed or set()
         missing = {name: a.data for name, a in assets.items() if name not in present}
+        if missing and listed is not None:
+            # Asked only before committing to a branch that exists: a new branch has no
+            # protection yet, and a publish that commits nothing spends no request on it.
+            self._refuse_protected_branch()
         if missing:
             self.forge.commit_files(
                 self.branch,

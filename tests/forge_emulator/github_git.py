@@ -124,11 +124,15 @@ def get_repo_commit(call: Call) -> Reply:
     sha = None if repo is None else _resolve(repo, call.args["sha"])
     if repo is None or sha is None:
         return Reply(422, {"message": f"No commit found for SHA: {call.args['sha']}"})
+    return Reply(200, _repo_commit_json(call, repo, sha))
+
+
+def _repo_commit_json(call: Call, repo: Repo, sha: str) -> dict[str, Any]:
     git = _commit_json(call, repo, sha)
-    return Reply(200, {"sha": sha, "node_id": "", "url": f"{_base(call, repo)}/commits/{sha}",
-                       "html_url": git["html_url"], "comments_url": f"{_base(call, repo)}/commits/{sha}/comments",
-                       "commit": {**git, "comment_count": 0}, "author": None, "committer": None,
-                       "parents": git["parents"], "files": []})  # fmt: skip
+    return {"sha": sha, "node_id": "", "url": f"{_base(call, repo)}/commits/{sha}",
+            "html_url": git["html_url"], "comments_url": f"{_base(call, repo)}/commits/{sha}/comments",
+            "commit": {**git, "comment_count": 0}, "author": None, "committer": None,
+            "parents": git["parents"], "files": []}  # fmt: skip
 
 
 @routes.post(R + "/git/commits", op=OP + "/git/commits", perm="contents")
@@ -198,6 +202,24 @@ def update_ref(call: Call) -> Reply:
         return Reply(422, {"message": "Update is not a fast forward"})
     repo.git.refs[name] = data["sha"]
     return Reply(200, _ref_json(call, repo, name))
+
+
+# https://docs.github.com/en/rest/branches/branches#get-a-branch: "protected" says whether
+# a protection rule applies; an unknown branch is 404 "Branch not found".
+@routes.get(R + "/branches/<path:branch>", op=OP + "/branches/{branch}")
+def get_branch(call: Call) -> Reply:
+    repo = find_repo(call)
+    name = call.args["branch"]
+    if repo is None:
+        return error(404, "Not Found")
+    if f"heads/{name}" not in repo.git.refs:
+        return error(404, "Branch not found")
+    sha = repo.git.refs[f"heads/{name}"]
+    url = f"{_base(call, repo)}/branches/{name}"
+    return Reply(200, {"name": name, "commit": _repo_commit_json(call, repo, sha),
+                       "protected": name in repo.protected_branches,
+                       "protection_url": f"{url}/protection",
+                       "_links": {"self": url, "html": f"{call.root}/{repo.full_name}/tree/{name}"}})  # fmt: skip
 
 
 @routes.get(R + "/contents/<path:path>", op=OP + "/contents/{path}")

@@ -221,6 +221,8 @@ class Repo:
     statuses: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
     runners: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Branches with a protection rule (GitHub's GET .../branches/{branch} "protected").
+    protected_branches: set[str] = field(default_factory=set)
     #: Settings > Actions > "Allow GitHub Actions to create and approve pull requests";
     #: off in new repositories since 2022 (github.blog/changelog/2022-05-03).
     actions_can_open_pulls: bool = False

@@ -54,6 +54,7 @@ OPERATIONS: list[tuple[str, str]] = [
     ("post", "/repos/{owner}/{repo}/git/refs"),
     ("patch", "/repos/{owner}/{repo}/git/refs/{ref}"),
     ("get", "/repos/{owner}/{repo}/contents/{path}"),
+    ("get", "/repos/{owner}/{repo}/branches/{branch}"),
     ("post", "/repos/{owner}/{repo}/actions/runners/registration-token"),
     ("post", "/repos/{owner}/{repo}/actions/runners/generate-jitconfig"),
     ("get", "/repos/{owner}/{repo}/actions/runners"),
