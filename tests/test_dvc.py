@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import click
+import dvc.repo  # noqa: F401  (the dev extra installs it: a missing install fails, never skips)
 import nbformat
 import pytest
 import yaml
@@ -24,8 +25,6 @@ from click.testing import CliRunner
 from cml_nb.cli import main
 from tests.test_history import git
 from tests.test_init import SCHEMAS, cml_nb_commands
-
-pytest.importorskip("dvc")
 
 NOTEBOOK_CELLS = (
     "lr = 0.1\nepochs = 2",  # the parameters cell

@@ -18,11 +18,10 @@ from typing import Any
 import cmarkgfm
 import nbformat
 import pytest
+import tensorboardX  # noqa: F401  (the dev extra installs the loggers: missing ones fail, never skip)
 from click.testing import CliRunner
 
 from cml_nb.cli import main
-
-pytest.importorskip("tensorboardX")
 
 TENSORBOARD_CELL = """
 from tensorboardX import SummaryWriter
@@ -199,7 +198,6 @@ def test_missing_reader_package_is_one_hint(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def dvclive_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("dvclive")
     folder = tmp_path_factory.mktemp("dvclive")
     notebook = write_notebook(folder, DVCLIVE_CELL)
     code, output = run_cli(notebook)
@@ -219,7 +217,6 @@ def test_dvclive_series_and_summary(dvclive_run: Path) -> None:
 
 @pytest.fixture(scope="session")
 def mlflow_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("mlflow")
     folder = tmp_path_factory.mktemp("mlflow")
     notebook = write_notebook(folder, MLFLOW_CELL)
     code, output = run_cli(notebook, "--loggers", "mlflow")
@@ -286,7 +283,6 @@ def test_base_curves_are_overlaid_when_comparing(
 
 def test_a_tracking_server_password_never_reaches_the_record(tmp_path: Path) -> None:
     """A down server named with user:password@ is one note, without the password."""
-    pytest.importorskip("mlflow")
     import socket
 
     with socket.socket() as probe:  # a port nothing listens on

@@ -10,8 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 CLI_PROCESS = """
 import sys
 from cml_nb import _imports
@@ -44,8 +42,6 @@ def _python(code: str) -> list[str]:
 
 
 def test_the_cli_imports_papermill_without_remote_clients_which_still_import_later() -> None:
-    pytest.importorskip("github")
-    pytest.importorskip("boto3")
     first, second, third = _python(CLI_PROCESS)[:3]
     assert first == "False False False"
     assert second == "Github boto3"
@@ -53,5 +49,4 @@ def test_the_cli_imports_papermill_without_remote_clients_which_still_import_lat
 
 
 def test_a_library_process_imports_papermill_as_it_is() -> None:
-    pytest.importorskip("github")
     assert _python(LIBRARY_PROCESS)[0].startswith("github")

@@ -14,6 +14,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import nbformat
+import optuna  # the dev extra installs it: a missing install fails here, it never skips
 import pytest
 from click.testing import CliRunner, Result
 from nbformat.v4 import new_code_cell, new_notebook
@@ -23,7 +24,6 @@ from cml_nb.report.bundle import load_bundle
 from cml_nb.report.model import ImageBlock, TableBlock
 from cml_nb.sweep.result import SweepResult
 
-optuna = pytest.importorskip("optuna")
 pytestmark = pytest.mark.timeout(240)
 
 # The optimum is x = 0.3, y = 2 (loss 0). Each execution appends "x,y" to `counter`.
@@ -269,7 +269,6 @@ parameters:
 
 
 def test_a_pruned_search_runs_on_a_dask_local_cluster(tmp_path: Path) -> None:
-    pytest.importorskip("distributed")
     nb = notebook(tmp_path / "stepped.ipynb", "x = 0.0\nsteps_file = ''", STEPPED)
     spec = sweep_file(tmp_path / "s.yaml", PRUNED_SEARCH)
     out, steps = tmp_path / "out", tmp_path / "steps.txt"
