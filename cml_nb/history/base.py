@@ -136,12 +136,12 @@ def resolve_commit(ref: str, cwd: Path | None = None, *, fetch: bool = True) -> 
     return ref.lower() if full_sha else None
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(data: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
     # DVC-style nested metrics files ({"train": {"loss": 0.1}}) become "train.loss".
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(_flatten(value, f"{prefix}{key}{sep}", sep))
         elif value is None or isinstance(value, int | float | str | bool):
             flat[f"{prefix}{key}"] = value
     return flat

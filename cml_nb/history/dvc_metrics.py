@@ -8,33 +8,16 @@ are what the base's metrics are then read from.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cml_nb.history.base import _flatten, _git, _git_path
+
 
 def _show(commit: str, path: str, cwd: Path | None) -> str | None:
     """``git show COMMIT:./PATH`` (relative to ``cwd``, as the metrics path is), or None."""
-    name = path if path.startswith(("./", "../")) else f"./{path}"
-    try:
-        done = subprocess.run(
-            ["git", "show", "--end-of-options", f"{commit}:{name}"],
-            cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}/"))
-        elif value is None or isinstance(value, int | float | str | bool):
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return _git(["show", "--end-of-options", f"{commit}:{_git_path(path)}"], cwd)
 
 
 def _parse(text: str, path: str) -> Any:
@@ -72,7 +55,7 @@ def dvc_metrics(commit: str, cwd: Path | None) -> tuple[dict[str, Any], dict[str
         text = _show(commit, path, cwd)
         data = _parse(text, path) if text is not None else None
         if isinstance(data, Mapping):
-            metrics.update({k: v for k, v in _flatten(data).items() if k != "step"})
+            metrics.update({k: v for k, v in _flatten(data, sep="/").items() if k != "step"})
     return (metrics, {}) if metrics else None
 
 
