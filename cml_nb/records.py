@@ -174,8 +174,8 @@ def _umask() -> int:
     return current
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all (temporary file, fsync, rename).
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (str or bytes) to ``path`` whole or not at all (temp file, fsync, rename).
 
     The temporary file is created with ``O_EXCL`` under a random name in the same
     folder, so a symlink planted in a shared folder is never followed.
@@ -183,10 +183,16 @@ def write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; keep what open() would make
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        if isinstance(text, str):
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            with os.fdopen(fd, "wb") as binary:
+                binary.write(text)
+                binary.flush()
+                os.fsync(binary.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

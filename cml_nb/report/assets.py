@@ -7,13 +7,11 @@ that plot the same picture share one file.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from cml_nb.errors import StorageError
+from cml_nb.records import write_atomic
 from cml_nb.report.model import Asset
 
 ASSETS_DIR = "assets"
@@ -40,7 +38,9 @@ def write_assets(assets: dict[str, Asset], folder: Path) -> list[Path]:
                         f"asset {asset.name} has no data: load the report with load_bundle() "
                         "from a bundle that still has its assets/ folder"
                     )
-                _write_new(path, asset.data)
+                # O_EXCL temporary under a random name: a symlink planted in a shared
+                # output folder (a fixed "NAME.tmp") is never followed.
+                write_atomic(path, asset.data)
             written.append(path)
         for stale in folder.iterdir():
             if _HASH_NAME.match(stale.name) and stale.name not in assets:
@@ -50,23 +50,6 @@ def write_assets(assets: dict[str, Asset], folder: Path) -> list[Path]:
             f"cannot write report images to {folder}: {exc.strerror or exc}"
         ) from exc
     return written
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    # mkstemp opens with O_EXCL under a random name: a symlink planted in a shared output
-    # folder (a fixed "NAME.tmp") is never followed; os.replace then swaps in the file.
-    from cml_nb.records import _umask
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; keep what open() would make
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def read_assets(assets: dict[str, Asset], folder: Path) -> None:
