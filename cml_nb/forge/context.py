@@ -128,21 +128,6 @@ def parse_remote(url: str) -> tuple[str, str] | None:
     return host, found.group("path").strip("/")
 
 
-def forge_of_host(host: str) -> str | None:
-    """``github`` or ``gitlab`` for a git host (see ``cml_nb.forge.hosts``), None if unknown."""
-    found = hosts.lookup(host)
-    return found.forge if found is not None else None
-
-
-def api_url_for(forge: str, host: str) -> str | None:
-    """The REST API root of ``host`` as a ``forge`` instance; None when the host is unknown.
-
-    A host known as the other forge (``gitlab.com`` asked as GitHub) is unknown too.
-    """
-    found = hosts.lookup(host)
-    return found.api_url if found is not None and found.forge == forge else None
-
-
 def _token(forge: str | None, env: Mapping[str, str]) -> tuple[str | None, str | None]:
     names = TOKEN_VARIABLES.get(forge or "", TOKEN_VARIABLES["github"] + TOKEN_VARIABLES["gitlab"])
     for name in names:
