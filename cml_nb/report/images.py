@@ -13,7 +13,6 @@ MAGIC: dict[str, tuple[bytes, ...]] = {
     "image/png": (b"\x89PNG\r\n\x1a\n",),
     "image/jpeg": (b"\xff\xd8\xff",),
     "image/gif": (b"GIF87a", b"GIF89a"),
-    "image/webp": (b"RIFF",),
 }
 _SVG = re.compile(rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*|<!DOCTYPE[^>]*>\s*)*<svg[\s>]", re.S)
 _NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF",
@@ -29,5 +28,7 @@ def looks_like(data: bytes, mime: str) -> bool:
     """Whether ``data`` starts as ``mime`` files do (unknown formats pass)."""
     if mime == "image/svg+xml":
         return bool(_SVG.match(data[:4096]))
+    if mime == "image/webp":  # a RIFF container, of type WEBP (not WAVE, AVI, ...)
+        return data.startswith(b"RIFF") and data[8:12] == b"WEBP"
     magic = MAGIC.get(mime)
     return magic is None or data.startswith(magic)

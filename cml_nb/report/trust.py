@@ -101,13 +101,9 @@ def sniff(data: bytes) -> str | None:
     """The image type ``data`` is, from its magic bytes; None when it is no allowed image."""
     from cml_nb.report.images import looks_like
 
-    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
-        return "image/webp"
-    for mime in ("image/png", "image/jpeg", "image/gif"):
+    for mime in ("image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml"):
         if looks_like(data, mime):
             return mime
-    if looks_like(data, "image/svg+xml"):
-        return "image/svg+xml"
     return None
 
 
