@@ -25,9 +25,11 @@ from cml_nb.runner.clouds import (
     TAG_LABELS,
     TAG_REPOSITORY,
     TAG_RUNNER,
+    CapacityError,
     Instance,
     InstanceTypeInfo,
     LaunchSpec,
+    launch_first_fit,
     refuse_options,
 )
 from cml_nb.secrets import Scrubber
@@ -274,21 +276,14 @@ class Ec2:
         zones: list[str | None] = (
             [None] if spec.subnet else list(self.zones_offering(spec.instance_type))
         )
-        markets = [spec.spot] + ([False] if spec.spot and spec.spot_fallback else [])
-        failures: list[str] = []
-        for spot in markets:
-            for zone in zones:
-                try:
-                    return self._run_instance(spec, zone=zone, spot=spot)
-                except _CapacityError as exc:
-                    failures.append(
-                        f"{zone or spec.subnet} {'spot' if spot else 'on-demand'}: {exc}"
-                    )
-                    log.warning("no capacity (%s), trying elsewhere", failures[-1])
-        raise CloudError(
-            f"no capacity for {spec.instance_type} in {self.region} ({'; '.join(failures)}): "
-            "try another --region or --instance-type"
-            + ("" if not spec.spot or spec.spot_fallback else ", or add --spot-fallback")
+        return launch_first_fit(
+            spec,
+            zones,
+            lambda zone, spot: self._run_instance(spec, zone=zone, spot=spot),
+            region=self.region,
+            where=lambda zone: zone or str(spec.subnet),
+            markets=("spot", "on-demand"),
+            hint="try another --region or --instance-type",
         )
 
     def _run_instance(self, spec: LaunchSpec, *, zone: str | None, spot: bool) -> Instance:
@@ -349,7 +344,7 @@ class Ec2:
                 except ClientError as exc:
                     code = _error_code(exc)
                     if code in CAPACITY_ERRORS:
-                        raise _CapacityError(code) from exc
+                        raise CapacityError(code) from exc
                     if code not in THROTTLING_ERRORS or attempt == self.max_attempts:
                         raise
                     # Full jitter: many launchers throttled together spread out.
@@ -402,10 +397,6 @@ class Ec2:
                         f"({exc}): it was terminated; check the AWS console's system log"
                     ) from exc
                 raise
-
-
-class _CapacityError(Exception):
-    """A zone or market had no capacity (internal: ``launch`` tries the next one)."""
 
 
 def _instance(data: Mapping[str, Any]) -> Instance:

@@ -30,9 +30,11 @@ from typing import Any
 from cml_nb.errors import CloudError, ConfigError, MissingDependencyError
 from cml_nb.runner.clouds import (
     TAG_RUNNER,
+    CapacityError,
     Instance,
     InstanceTypeInfo,
     LaunchSpec,
+    launch_first_fit,
     refuse_options,
 )
 from cml_nb.secrets import Scrubber
@@ -374,20 +376,16 @@ class AzureVms:
         zones = self.zones_offering(spec.instance_type)
         subnet = self._subnet(spec)
         reference, _ = self._image(spec.ami)
-        markets = [spec.spot] + ([False] if spec.spot and spec.spot_fallback else [])
-        failures: list[str] = []
-        for spot in markets:
-            for zone in zones:
-                try:
-                    return self._create(spec, zone=zone, spot=spot, subnet=subnet, image=reference)
-                except _CapacityError as exc:
-                    where = f"zone {zone}" if zone else self.region
-                    failures.append(f"{where} {'spot' if spot else 'regular'}: {exc}")
-                    log.warning("no capacity (%s), trying elsewhere", failures[-1])
-        raise CloudError(
-            f"no capacity for {spec.instance_type} in {self.region} ({'; '.join(failures)}): "
-            "try another --region or size"
-            + ("" if not spec.spot or spec.spot_fallback else ", or add --spot-fallback")
+        return launch_first_fit(
+            spec,
+            zones,
+            lambda zone, spot: self._create(
+                spec, zone=zone, spot=spot, subnet=subnet, image=reference
+            ),
+            region=self.region,
+            where=lambda zone: f"zone {zone}" if zone else self.region,
+            markets=("spot", "regular"),
+            hint="try another --region or size",
         )
 
     def _body(
@@ -480,7 +478,7 @@ class AzureVms:
             # A late failure leaves the VM in Failed state with its NIC, IP and disk.
             self._delete_leftover(spec.name)
             if self._code(exc) in CAPACITY_ERRORS:
-                raise _CapacityError(self._code(exc)) from exc
+                raise CapacityError(self._code(exc)) from exc
             with self._errors(doing):
                 raise
         except BaseException:
@@ -559,7 +557,3 @@ class AzureVms:
                 f"{instance_id} is not running ({', '.join(codes) or 'no status'}): it was "
                 f"deleted; read its boot log ({self.boot_log_hint})"
             )
-
-
-class _CapacityError(Exception):
-    """A zone or market had no capacity (internal: ``launch`` tries the next one)."""

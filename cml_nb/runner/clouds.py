@@ -18,13 +18,17 @@ point group. Each class builds itself from the command line's options with
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from cml_nb.errors import ConfigError
+from cml_nb.errors import CloudError, ConfigError
 from cml_nb.secrets import Scrubber
+
+log = logging.getLogger(__name__)
+Z = TypeVar("Z")
 
 TAG_RUNNER = "cml-nb:runner"
 TAG_EXPIRES = "cml-nb:expires"
@@ -173,6 +177,50 @@ CLOUDS: dict[str, CloudEntry] = {
     "gcp": CloudEntry("cml_nb.runner.gcp:ComputeEngine", "gcp", "Google Compute Engine"),
     "azure": CloudEntry("cml_nb.runner.azure:AzureVms", "azure", "Azure virtual machines"),
 }
+
+
+class CapacityError(Exception):
+    """A zone or market had no capacity (internal: ``launch_first_fit`` tries the next one)."""
+
+
+def launch_first_fit(
+    spec: LaunchSpec,
+    zones: Sequence[Z],
+    create: Callable[[Z, bool], Instance],
+    *,
+    region: str,
+    where: Callable[[Z], str],
+    markets: tuple[str, str],
+    hint: str,
+) -> Instance:
+    """Try ``create(zone, spot)`` in each zone, then (``spot_fallback``) without spot.
+
+    Args:
+        spec: the machine to create (its ``spot`` and ``spot_fallback`` choose the markets).
+        zones: where to try, in order.
+        create: creates one machine or raises ``CapacityError``.
+        region: the region, for the message.
+        where: how a zone reads in the message.
+        markets: how the spot and the regular market read in the message.
+        hint: what else to try (e.g. ``"try another --region or --instance-type"``).
+
+    Raises:
+        CloudError: no zone had capacity in any market.
+    """
+    tries = [spec.spot] + ([False] if spec.spot and spec.spot_fallback else [])
+    failures: list[str] = []
+    for spot in tries:
+        for zone in zones:
+            try:
+                return create(zone, spot)
+            except CapacityError as exc:
+                failures.append(f"{where(zone)} {markets[0] if spot else markets[1]}: {exc}")
+                log.warning("no capacity (%s), trying elsewhere", failures[-1])
+    raise CloudError(
+        f"no capacity for {spec.instance_type} in {region} ({'; '.join(failures)}): "
+        + hint
+        + ("" if not spec.spot or spec.spot_fallback else ", or add --spot-fallback")
+    )
 
 
 def cloud_class(name: str) -> Any:

@@ -30,9 +30,11 @@ from typing import Any, TypeVar
 from cml_nb.errors import CloudError, ConfigError, MissingDependencyError
 from cml_nb.runner.clouds import (
     TAG_RUNNER,
+    CapacityError,
     Instance,
     InstanceTypeInfo,
     LaunchSpec,
+    launch_first_fit,
     refuse_options,
 )
 from cml_nb.runner.script import CLOUD_LIMIT_MARGIN_S
@@ -404,19 +406,14 @@ class ComputeEngine:
                 "and firewalls are network rules; drop them"
             )
         zones = self.zones_offering(spec.instance_type)
-        markets = [spec.spot] + ([False] if spec.spot and spec.spot_fallback else [])
-        failures: list[str] = []
-        for spot in markets:
-            for zone in zones:
-                try:
-                    return self._insert(spec, zone=zone, spot=spot)
-                except _CapacityError as exc:
-                    failures.append(f"{zone} {'spot' if spot else 'standard'}: {exc}")
-                    log.warning("no capacity (%s), trying elsewhere", failures[-1])
-        raise CloudError(
-            f"no capacity for {spec.instance_type} in {self.region} ({'; '.join(failures)}): "
-            "try another --region or machine"
-            + ("" if not spec.spot or spec.spot_fallback else ", or add --spot-fallback")
+        return launch_first_fit(
+            spec,
+            zones,
+            lambda zone, spot: self._insert(spec, zone=zone, spot=spot),
+            region=self.region,
+            where=str,
+            markets=("spot", "standard"),
+            hint="try another --region or machine",
         )
 
     def _labels(self, spec: LaunchSpec) -> dict[str, str]:
@@ -542,7 +539,7 @@ class ComputeEngine:
             # A late failure can leave a half-made VM (and its disk) behind: delete it.
             self._delete_leftover(spec.name, zone)
             if any(code in CAPACITY_ERRORS for code in failed.codes):
-                raise _CapacityError(",".join(failed.codes)) from failed
+                raise CapacityError(",".join(failed.codes)) from failed
             raise self._cloud_error(doing, failed) from failed
         except CloudError:
             self._delete_leftover(spec.name, zone)
@@ -692,7 +689,3 @@ class _OperationFailed(Exception):
         super().__init__(message)
         self.codes, self.message, self.code = codes, message, status
         self.errors = [{"code": code} for code in codes]
-
-
-class _CapacityError(Exception):
-    """A zone or market had no capacity (internal: ``launch`` tries the next one)."""
