@@ -17,7 +17,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from cml_nb.notebook import INJECTED_TAG, MAX_DEPTH, too_deep
+from cml_nb.notebook import INJECTED_TAG, MAX_DEPTH, joined, too_deep
 from cml_nb.secrets import MASK, Scrubber, looks_secret, mask_parameters
 
 #: MIME types whose notebook data is base64 of binary bytes, not text.
@@ -40,10 +40,6 @@ def _scrubbed(value: Any, scrubber: Scrubber) -> Any:
     return from_dict(new)  # type: ignore[no-untyped-call]
 
 
-def _joined(text: Any) -> Any:
-    return "".join(text) if isinstance(text, list) else text
-
-
 def _injected_source(nb: Any, masked: Mapping[str, Any]) -> str:
     from papermill.translators import translate_parameters
 
@@ -56,7 +52,7 @@ def _injected_source(nb: Any, masked: Mapping[str, Any]) -> str:
 def _mask_output(output: Any, scrubber: Scrubber) -> None:
     for key in ("text", "ename", "evalue"):
         if key in output:
-            output[key] = scrubber.scrub(_joined(output[key]))
+            output[key] = scrubber.scrub(joined(output[key]))
     if "traceback" in output:
         output["traceback"] = [scrubber.scrub(line) for line in output["traceback"]]
     data = output.get("data")
@@ -68,7 +64,7 @@ def _mask_output(output: Any, scrubber: Scrubber) -> None:
             # A list is a multi-line text MIME (nbformat splits lines); anything else
             # is a string or a JSON document (application/json, vendor JSON, widgets).
             if isinstance(value, list):
-                data[mime] = scrubber.scrub(_joined(value))
+                data[mime] = scrubber.scrub(joined(value))
             elif too_deep(value):  # a kernel displayed it; no later stage could walk it
                 data[mime] = f"(removed by cml-nb: {mime} nested over {MAX_DEPTH} levels deep)"
             else:
@@ -117,7 +113,7 @@ def mask_notebook(nb: Any, injected: Mapping[str, Any], scrubber: Scrubber) -> N
         if secret_names and INJECTED_TAG in tags:
             cell["source"] = _injected_source(nb, masked)
         if "source" in cell:
-            cell["source"] = scrubber.scrub(_joined(cell["source"]))
+            cell["source"] = scrubber.scrub(joined(cell["source"]))
         if "metadata" in cell:
             cell["metadata"] = _scrubbed(cell["metadata"], scrubber)
         for bundle in (cell.get("attachments") or {}).values():  # base64 again, but SVG

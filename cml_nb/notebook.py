@@ -1,4 +1,4 @@
-"""Notebook helpers every stage shares: ANSI stripping, cell numbering, the failing cell.
+"""Notebook helpers every stage shares: joined text, ANSI stripping, cell numbers, the failing cell.
 
 They live here rather than in ``execute`` so that ``report`` (and anything else
 that reads an executed notebook) does not depend on the execution stage.
@@ -18,6 +18,13 @@ INJECTED_TAG = "injected-parameters"
 ERROR_MARKER_TAG = "papermill-error-cell-tag"
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")  # CSI and 2-byte escapes
+
+
+def joined(text: str | list[str] | None) -> str:
+    """Notebook multi-line strings are either a string or a list of lines."""
+    if text is None:
+        return ""
+    return "".join(text) if isinstance(text, list) else str(text)
 
 
 def strip_ansi(text: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from cml_nb.errors import StorageError
-from cml_nb.notebook import INJECTED_TAG, cell_numbers, strip_ansi
+from cml_nb.notebook import INJECTED_TAG, cell_numbers, joined, strip_ansi
 from cml_nb.records import FAILED, RunRecord
 from cml_nb.secrets import Scrubber
 from cml_nb.sweep.result import PRUNED
@@ -37,11 +37,6 @@ def _text(value: str, scrubber: Scrubber) -> str:
 def _first_line(source: str) -> str:
     line = next((s.strip() for s in source.splitlines() if s.strip()), "(empty)")
     return line if len(line) <= _NAME_CHARS else line[: _NAME_CHARS - 1] + "…"
-
-
-def _source(cell: dict[str, Any]) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def _load(record: RunRecord) -> dict[str, Any] | None:
@@ -78,7 +73,7 @@ def suite(record: RunRecord, name: str | None = None, secrets: Iterable[str] = (
         seconds = float(timings.get(index) or 0.0)
         case = ET.SubElement(
             element, "testcase",
-            name=_text(f"{where}: {_first_line(_source(cell))}", scrubber),
+            name=_text(f"{where}: {_first_line(joined(cell.get('source')))}", scrubber),
             classname=label, file=_text(record.notebook, scrubber), time=f"{seconds:.3f}",
         )  # fmt: skip
         cases, total = cases + 1, total + seconds

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 from cml_nb.errors import NotebookReadError
 from cml_nb.metrics import read_metrics
-from cml_nb.notebook import ERROR_MARKER_TAG, cell_numbers, first_error
+from cml_nb.notebook import ERROR_MARKER_TAG, cell_numbers, first_error, joined
 from cml_nb.records import RUN_RECORD_NAME, SUCCEEDED, RunRecord
 from cml_nb.report.html_split import extract_data_images
 from cml_nb.report.image_data import checked, decode_image
@@ -36,7 +36,7 @@ from cml_nb.report.model import (
     NoteBlock,
     Report,
 )
-from cml_nb.report.outputs import joined, output_blocks
+from cml_nb.report.outputs import output_blocks
 from cml_nb.report.plotly_image import plotly_session
 from cml_nb.report.redact import make_scrubber, redact_report
 from cml_nb.report.widget_state import saved_states

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cml_nb.errors import ConfigError, MissingDependencyError, NotebookReadError
-from cml_nb.notebook import ERROR_MARKER_TAG, INJECTED_TAG
+from cml_nb.notebook import ERROR_MARKER_TAG, INJECTED_TAG, joined
 from cml_nb.report.model import (
     Block,
     DetailsBlock,
@@ -33,7 +33,7 @@ from cml_nb.report.model import (
     NoteBlock,
     Report,
 )
-from cml_nb.report.outputs import clean_text, joined
+from cml_nb.report.outputs import clean_text
 
 #: Lines of context around each change in the source and output diffs.
 CONTEXT_LINES = 2

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cml_nb.metrics import METRICS_MIME
-from cml_nb.notebook import strip_ansi
+from cml_nb.notebook import joined, strip_ansi
 from cml_nb.report.html_split import dropped_content, split_html
 from cml_nb.report.image_data import decode_image
 from cml_nb.report.inline import code_span
@@ -53,13 +53,6 @@ _LATEX_DELIMITERS = re.compile(r"^\s*(\$\$?|\\\[|\\\()\s*(.*?)\s*(\$\$?|\\\]|\\\
 # IPython's default repr (``<IPython.core.display.HTML object>``): it says nothing to a reader.
 _DEFAULT_REPR = re.compile(r"^<[\w.]+ (?:object|at 0x[0-9a-f]+)[^>]*>$")
 _WIDGET_NOTE = "Interactive output omitted: a widget"
-
-
-def joined(text: str | list[str] | None) -> str:
-    """Notebook multi-line strings are either a string or a list of lines."""
-    if text is None:
-        return ""
-    return "".join(text) if isinstance(text, list) else str(text)
 
 
 def clean_text(text: str) -> str:
