@@ -221,21 +221,12 @@ class DaskExecutor:
     def run(self, tasks: Sequence[RunTask]) -> Iterator[Outcome]:
         """Submit every task to the cluster (see ``Executor.run``)."""
         try:
-            from distributed import Client, LocalCluster, as_completed
+            from distributed import as_completed
         except ImportError:
             raise MissingDependencyError("--executor dask", "dask", "distributed") from None
         if not tasks:
             return
-        cluster = None
-        if self.scheduler:
-            client = _connect(Client, self.scheduler)
-        else:
-            cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=self.jobs or os.cpu_count() or 1,
-                threads_per_worker=1,
-                dashboard_address=None,
-            )
-            client = Client(cluster)  # type: ignore[no-untyped-call]
+        client, cluster = self._connect()
         try:
             # A Dask worker may run tasks in threads, so each run starts its own kernel.
             futures = {client.submit(execute_task, task, False, pure=False): task for task in tasks}
@@ -252,21 +243,22 @@ class DaskExecutor:
 
     def open(self, kernel: str, cwd: str) -> Session:
         """A session on the cluster (``kernel`` and ``cwd`` travel with each task)."""
+        return _DaskSession(*self._connect())
+
+    def _connect(self) -> tuple[Any, Any]:
+        """A client of ``--scheduler``, or of a new local cluster (returned too, else None)."""
         try:
             from distributed import Client, LocalCluster
         except ImportError:
             raise MissingDependencyError("--executor dask", "dask", "distributed") from None
-        cluster = None
         if self.scheduler:
-            client = _connect(Client, self.scheduler)
-        else:
-            cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=self.jobs or os.cpu_count() or 1,
-                threads_per_worker=1,
-                dashboard_address=None,
-            )
-            client = Client(cluster)  # type: ignore[no-untyped-call]
-        return _DaskSession(client, cluster)
+            return _connect(Client, self.scheduler), None
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=self.jobs or os.cpu_count() or 1,
+            threads_per_worker=1,
+            dashboard_address=None,
+        )
+        return Client(cluster), cluster  # type: ignore[no-untyped-call]
 
 
 class _DaskSession:
