@@ -7,7 +7,7 @@ metrics (skipped: they are in the header table), Bokeh plots, library loaders
 plotly figures, Markdown, HTML (split into tables, images and sanitized HTML),
 GeoJSON and JSON, LaTeX, images, then plain text. Whatever nothing could show
 becomes a note saying what was left out. Streams are rendered as a terminal shows
-them (:mod:`cml_nb.report.terminal`), and stderr stays distinct from stdout.
+them (:mod:`cml_nb.terminal`), and stderr stays distinct from stdout.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from cml_nb.report.model import (
     TextBlock,
 )
 from cml_nb.report.plotly_image import plotly_png
-from cml_nb.report.terminal import render_terminal
 from cml_nb.report.widget_state import States, widget_text
+from cml_nb.terminal import render_terminal
 
 #: Adds image bytes to the report and returns the asset's name.
 AddAsset = Callable[[bytes, str], str]
