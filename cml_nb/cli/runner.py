@@ -84,7 +84,7 @@ def cloud_options(func: F) -> F:
                      "credentials' project)."),
         click.option("--subscription", help="Azure subscription id (default AZURE_SUBSCRIPTION_ID)."),
         click.option("--resource-group", help="Azure resource group for the VMs (default "
-                     "AZURE_RESOURCE_GROUP)."),
+                     "AZURE_DEFAULTS_GROUP)."),
         click.option("--token", help="Forge token (default: GITHUB_TOKEN/GH_TOKEN or "
                      "GITLAB_TOKEN, then REPO_TOKEN). It must administer the repository's runners."),
         click.option("--api-url", help="Forge API root: GitHub's (default GITHUB_API_URL) or "
