@@ -19,7 +19,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 
 from cml_nb.errors import CmlNbError, ConfigError
 from cml_nb.history.comments import CommentReader, describe_untrusted, report_metrics
+from cml_nb.history.gitfiles import _flatten, _git, _git_path
 
 DEFAULT_METRICS_PATH = "metrics.json"
 SOURCES = ("git", "comment", "records")
@@ -78,16 +78,6 @@ class Baseline:
 # --- git --------------------------------------------------------------------------------------
 
 
-def _git(args: Sequence[str], cwd: Path | None, timeout: float = 30) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
 def check_ref(ref: str) -> str:
     """``ref`` unchanged, or ConfigError when git would read it as an option.
 
@@ -136,17 +126,6 @@ def resolve_commit(ref: str, cwd: Path | None = None, *, fetch: bool = True) -> 
     return ref.lower() if full_sha else None
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
-    # DVC-style nested metrics files ({"train": {"loss": 0.1}}) become "train.loss".
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}{sep}", sep))
-        elif value is None or isinstance(value, int | float | str | bool):
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def parse_metrics_file(data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Metrics and parameters from a ``metrics.json``, ``run.json``, ``report.json`` or comment.
 
@@ -174,11 +153,6 @@ def _git_json(commit: str, path: str, cwd: Path | None) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise _Unreadable(f"{path.removeprefix('./')} at {commit[:7]} is not JSON") from exc
-
-
-def _git_path(path: str) -> str:
-    # "REF:./x" is relative to the working directory; "REF:x" would be relative to the root.
-    return path if path.startswith(("./", "../")) else f"./{path}"
 
 
 def from_git(

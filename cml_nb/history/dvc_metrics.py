@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cml_nb.history.base import _flatten, _git, _git_path
+from cml_nb.history.gitfiles import _flatten, _git, _git_path
 
 
 def _show(commit: str, path: str, cwd: Path | None) -> str | None:

@@ -16,7 +16,6 @@ from cml_nb.errors import CmlNbError, ConfigError
 from cml_nb.history.base import (
     DEFAULT_METRICS_PATH,
     SOURCES,
-    _git,
     _number,
     check_ref,
     from_git,
@@ -24,6 +23,7 @@ from cml_nb.history.base import (
     read_records,
 )
 from cml_nb.history.comments import CommentReader, report_metrics
+from cml_nb.history.gitfiles import _git
 
 THIS_RUN = "this run"
 
