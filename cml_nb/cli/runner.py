@@ -93,12 +93,13 @@ def cloud_options(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from cml_nb.runner.clouds import CLOUD_OPTIONS
+
         target = CloudTarget(
             kwargs.pop("cloud"),
             kwargs.pop("region"),
-            {name: kwargs.pop(name) for name in ("zone", "project", "subscription",
-                                                 "resource_group")},
-        )  # fmt: skip
+            {name: kwargs.pop(name) for name in CLOUD_OPTIONS},
+        )
         return func(*args, target=target, **kwargs)
 
     for decorator in reversed(decorators):
